@@ -1,0 +1,384 @@
+"""Bridges between Observables and Python iteration: ``async for``, ``for``, ``await``.
+
+- :func:`to_async_iterator`: ``async for`` over an Observable, paced: when the consumer falls
+  ``max_buffer`` items behind, the source stops reading the network until it catches up.
+- :func:`to_iterator`: a blocking ``for`` for scripts and sync workers, on a private event loop
+  that runs only while the consumer waits for the next item.
+- :func:`from_async_iterable`: a cold Observable over any async iterable.
+- :func:`final_message`: await the whole message.
+
+Disposal: leaving an ``async for`` with ``break`` (the iterator is dropped), ``aclose()``,
+``async with``, cancelling the consuming task, or ``close()`` / leaving a ``for`` dispose the
+subscription, which stops the source and closes its HTTP response. Errors are raised at the
+``async for`` / ``for`` / ``await``, after the items that came before them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterable
+from types import TracebackType
+from typing import Generic, TypeVar
+
+import reactivex
+from reactivex import abc
+from reactivex.disposable import Disposable
+from reactivex.scheduler.eventloop import AsyncIOScheduler
+
+from ._events import ErrorEvent, Message, MessageStartEvent, MessageStreamEvent
+from ._exceptions import IncompleteStreamError, api_error_from_body
+from ._meta import ResponseMeta
+from ._pacing import Demand, current_demand, demand_scope
+from ._snapshot import MessageBuilder
+from ._source import event_loop_of
+
+__all__ = [
+    "AsyncObservableIterator",
+    "ObservableIterator",
+    "final_message",
+    "from_async_iterable",
+    "to_async_iterator",
+    "to_iterator",
+]
+
+T = TypeVar("T")
+
+DEFAULT_MAX_BUFFER = 256
+
+
+class AsyncObservableIterator(Generic[T]):
+    """``async for`` over an Observable. Subscribes on the first ``__anext__``.
+
+    Use it once. It is also an async context manager that disposes on exit.
+    """
+
+    def __init__(self, source: reactivex.Observable[T], *, max_buffer: int) -> None:
+        if max_buffer < 1:
+            raise ValueError("max_buffer must be at least 1")
+        self._source = source
+        self._max_buffer = max_buffer
+        self._queue: deque[T] = deque()
+        self._demand = Demand()
+        self._waiter: asyncio.Future[None] | None = None
+        self._subscription: abc.DisposableBase | None = None
+        self._completed = False
+        self._error: BaseException | None = None
+        self._closed = False
+
+    def __aiter__(self) -> AsyncObservableIterator[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        if self._subscription is None and not self._closed:
+            self._subscribe()
+        queue = self._queue
+        while not queue:
+            if self._error is not None:
+                error, self._error = self._error, None
+                self._closed = True
+                raise error
+            if self._completed or self._closed:
+                raise StopAsyncIteration
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                self.dispose()
+                raise
+            finally:
+                self._waiter = None
+        item = queue.popleft()
+        if not self._demand.ready and len(queue) <= self._max_buffer // 2:
+            self._demand.resume()
+        return item
+
+    def _subscribe(self) -> None:
+        loop = asyncio.get_running_loop()
+        with demand_scope(self._demand):
+            self._subscription = self._source.subscribe(
+                self._on_next, self._on_error, self._on_completed, scheduler=AsyncIOScheduler(loop)
+            )
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _on_next(self, item: T) -> None:
+        if self._closed:
+            return
+        self._queue.append(item)
+        if len(self._queue) >= self._max_buffer:
+            self._demand.pause()
+        self._wake()
+
+    def _on_error(self, error: Exception) -> None:
+        self._error = error
+        self._wake()
+
+    def _on_completed(self) -> None:
+        self._completed = True
+        self._wake()
+
+    def dispose(self) -> None:
+        """Stop: dispose the subscription (closing the source's response) and drop the buffer."""
+        self._closed = True
+        self._queue.clear()
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            subscription.dispose()
+        self._wake()
+
+    async def aclose(self) -> None:
+        """Dispose, then give the source's task a turn of the loop to close its response."""
+        self.dispose()
+        await asyncio.sleep(0)
+
+    async def __aenter__(self) -> AsyncObservableIterator[T]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        # ``break`` out of ``async for`` drops the iterator: that must stop the request too.
+        if self._subscription is not None:
+            self._subscription.dispose()
+
+
+def to_async_iterator(
+    source: reactivex.Observable[T], *, max_buffer: int = DEFAULT_MAX_BUFFER
+) -> AsyncObservableIterator[T]:
+    """Iterate an Observable with ``async for``.
+
+    Args:
+        source: any Observable; subscribed at the first iteration.
+        max_buffer: items held for a consumer that falls behind; at this many, the source stops
+            reading its network until half are taken.
+
+    Returns:
+        An async iterator; ``break``, ``aclose()``, ``async with`` exit and cancelling the task
+        dispose the subscription and close the HTTP response.
+
+    Raises:
+        Whatever the Observable errors with, at the ``async for``, after the items before it.
+
+    Example:
+        >>> async for text in arx.to_async_iterator(events.pipe(ops.text_deltas())): ...
+    """
+    return AsyncObservableIterator(source, max_buffer=max_buffer)
+
+
+class ObservableIterator(Generic[T]):
+    """A blocking iterator over an Observable, on a private event loop.
+
+    The loop runs only inside ``next()``, so the network is read only while the consumer waits
+    for an item. It cannot be used where an event loop is already running in the same thread.
+    ``close()`` (also on garbage collection and on leaving ``with``) stops the request and waits
+    until its response is closed.
+    """
+
+    def __init__(self, source: reactivex.Observable[T], *, max_buffer: int) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._inner = AsyncObservableIterator(source, max_buffer=max_buffer)
+
+    def __iter__(self) -> ObservableIterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        if self._loop.is_closed():
+            raise StopIteration
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError(
+                "to_iterator blocks and cannot run inside a running event loop; "
+                "use `async for ... in anthropic_rx.to_async_iterator(...)` there"
+            )
+        try:
+            return self._loop.run_until_complete(self._inner.__anext__())
+        except StopAsyncIteration:
+            self.close()
+            raise StopIteration from None
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Dispose the subscription and run the loop until every task of it has finished."""
+        loop = self._loop
+        if loop.is_closed():
+            return
+        self._inner.dispose()
+        try:
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+    def __enter__(self) -> ObservableIterator[T]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        loop = getattr(self, "_loop", None)
+        if loop is not None and not loop.is_closed() and not loop.is_running():
+            self.close()
+
+
+def to_iterator(
+    source: reactivex.Observable[T], *, max_buffer: int = DEFAULT_MAX_BUFFER
+) -> ObservableIterator[T]:
+    """Iterate an Observable with a plain, blocking ``for`` (scripts, sync workers).
+
+    Raises:
+        RuntimeError: at the first ``next()`` when an event loop is running in this thread.
+        Whatever the Observable errors with, at the ``for``, after the items before it.
+
+    Example:
+        >>> for text in arx.to_iterator(events.pipe(ops.text_deltas())): print(text, end="")
+    """
+    return ObservableIterator(source, max_buffer=max_buffer)
+
+
+def from_async_iterable(iterable: AsyncIterable[T]) -> reactivex.Observable[T]:
+    """A cold Observable over an async iterable; each subscription iterates it anew.
+
+    Items are emitted from a task on the running event loop, paced by the consumer like the
+    event source. Completion and errors are the iterable's. Dispose cancels the task and closes
+    the iterator (``aclose``). A one-shot iterable (an async generator) can be subscribed once.
+
+    Raises:
+        TypeError: ``iterable`` is not an async iterable (at call time).
+    """
+    if not isinstance(iterable, AsyncIterable):
+        raise TypeError(
+            f"from_async_iterable takes an async iterable, not {type(iterable).__name__}"
+        )
+
+    def subscribe(
+        observer: abc.ObserverBase[T], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        loop = event_loop_of(scheduler)
+        demand = current_demand()
+        iterator = aiter(iterable)
+        stopped = False
+
+        async def run() -> None:
+            try:
+                async for item in iterator:
+                    if stopped:
+                        return
+                    observer.on_next(item)
+                    if demand is not None and not demand.ready:
+                        await demand.wait()
+            except Exception as exc:
+                if not stopped:
+                    observer.on_error(exc)
+                return
+            finally:
+                closer = getattr(iterator, "aclose", None)
+                if closer is not None:
+                    await closer()
+            if not stopped:
+                observer.on_completed()
+
+        task = loop.create_task(run())
+
+        def dispose() -> None:
+            nonlocal stopped
+            stopped = True
+            task.cancel()
+
+        return Disposable(dispose)
+
+    return reactivex.create(subscribe)
+
+
+async def final_message(events: reactivex.Observable[MessageStreamEvent]) -> Message:
+    """Await the complete message of a stream.
+
+    Raises:
+        APIError: the stream sent an ``error`` event (the typed subclass by ``error.type``,
+            e.g. :class:`OverloadedError`), with ``.partial_message``.
+        IncompleteStreamError: the stream completed without ``message_stop`` (e.g. a pipeline
+            that cancelled it).
+        Any error of the stream itself (:class:`ProtocolError`, :class:`APIConnectionError`...).
+        Cancelling the awaiting task disposes the subscription and closes the response.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Message] = loop.create_future()
+    builder = MessageBuilder()
+    meta: ResponseMeta | None = None
+    subscription: abc.DisposableBase | None = None
+
+    def fail(error: BaseException) -> None:
+        if not done.done():
+            done.set_exception(error)
+        if subscription is not None:
+            subscription.dispose()
+
+    def on_next(event: MessageStreamEvent) -> None:
+        nonlocal meta
+        if done.done():
+            return
+        if isinstance(event, ErrorEvent):
+            fail(
+                api_error_from_body(
+                    event.model_dump(mode="json"),
+                    status_code=200,
+                    fallback_message="the API sent an error event",
+                    partial_message=builder.message(),
+                    meta=event.response_meta or meta,
+                )
+            )
+            return
+        if isinstance(event, MessageStartEvent):
+            meta = event.response_meta
+        builder.feed(event)
+
+    def on_completed() -> None:
+        if done.done():
+            return
+        if not builder.message_stopped:
+            fail(
+                IncompleteStreamError(
+                    "the stream completed before message_stop",
+                    partial_message=builder.message(),
+                    meta=meta,
+                )
+            )
+            return
+        message = builder.message()
+        if message is None:  # message_stop without message_start: the builder refused it
+            fail(IncompleteStreamError("the stream completed without a message", meta=meta))
+            return
+        done.set_result(message)
+
+    with demand_scope(Demand()):  # consumed at once: never pauses the source
+        subscription = events.subscribe(
+            on_next, fail, on_completed, scheduler=AsyncIOScheduler(loop)
+        )
+    try:
+        return await done
+    finally:
+        subscription.dispose()

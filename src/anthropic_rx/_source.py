@@ -1,0 +1,370 @@
+"""The cold event source: response bytes in, typed events out, one reading per subscription.
+
+:class:`EventReader` turns the bytes of one response into events for one observer and decides
+how the stream ends. The drivers feed it: :func:`drive_async` from an async iterator of chunks
+(a socket, paced by the consumer's :class:`~anthropic_rx._pacing.Demand`), and the synchronous
+driver behind :func:`from_sse_bytes` from a plain iterable. The HTTP client feeds the same
+reader, so a recorded ``.sse`` file and a live response go through one path.
+
+How a stream ends:
+
+- ``message_stop`` → ``on_completed`` at once (nothing after it is read);
+- an ``error`` event → emitted as :class:`ErrorEvent`, then ``on_completed`` (the error is data:
+  ``ops.raise_on_error()`` or :func:`final_message` turn it into an exception);
+- end of body before either → :class:`IncompleteStreamError`;
+- bad bytes, bad JSON or an impossible event order → :class:`ProtocolError`;
+- a transport error → :class:`APIConnectionError` (:class:`APITimeoutError` for timeouts);
+- an exception raised by the subscriber's ``on_next`` → stops reading and is passed to its
+  ``on_error``;
+- dispose → no further emission, the body is closed.
+
+Every error carries ``.partial_message`` and the response ``.meta``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, cast
+
+import httpx
+import reactivex
+from reactivex import abc
+from reactivex.disposable import CompositeDisposable, Disposable
+from reactivex.scheduler import CurrentThreadScheduler
+from reactivex.scheduler.eventloop import AsyncIOScheduler
+
+from ._events import (
+    ErrorDetail,
+    ErrorEvent,
+    Message,
+    MessageStartEvent,
+    MessageStreamEvent,
+    PingEvent,
+    parse_event,
+)
+from ._exceptions import (
+    AnthropicRxError,
+    APIConnectionError,
+    APITimeoutError,
+    IncompleteStreamError,
+    ProtocolError,
+)
+from ._meta import ResponseMeta
+from ._pacing import Demand, current_demand
+from ._snapshot import MessageBuilder
+from ._sse import DEFAULT_MAX_LINE_BYTES, ServerSentEvent, SSEDecoder
+
+__all__ = ["Body", "EventReader", "drive_async", "event_loop_of", "from_sse_bytes"]
+
+ByteSource = (
+    Iterable[bytes] | AsyncIterable[bytes] | httpx.Response | bytes | bytearray | memoryview
+)
+
+
+class EventReader:
+    """Decodes one response body into events for one observer.
+
+    Not thread-safe; one per subscription. :attr:`progress` counts events other than pings, for
+    idle timeouts that pings must not reset.
+    """
+
+    __slots__ = (
+        "_builder",
+        "_decoder",
+        "_observer",
+        "finished",
+        "meta",
+        "progress",
+    )
+
+    def __init__(
+        self,
+        observer: abc.ObserverBase[MessageStreamEvent],
+        *,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        meta: ResponseMeta | None = None,
+    ) -> None:
+        self._observer = observer
+        self._decoder = SSEDecoder(max_line_bytes=max_line_bytes)
+        self._builder = MessageBuilder()
+        self.meta = meta
+        self.finished = False
+        self.progress = 0
+
+    @property
+    def started(self) -> bool:
+        """Whether any event was emitted (after which a request is never retried)."""
+        return self._builder.started or self.progress > 0
+
+    def partial_message(self) -> Message | None:
+        """The message accumulated so far, or ``None`` before ``message_start``."""
+        return self._builder.message()
+
+    def feed(self, chunk: bytes) -> bool:
+        """Decode ``chunk`` and emit its events. Returns whether to keep reading."""
+        if self.finished:
+            return False
+        if not isinstance(chunk, bytes | bytearray | memoryview):
+            self.fail(TypeError(f"SSE chunks must be bytes, not {type(chunk).__name__}"))
+            return False
+        try:
+            frames = self._decoder.feed(bytes(chunk) if not isinstance(chunk, bytes) else chunk)
+        except ProtocolError as exc:
+            self.fail(exc)
+            return False
+        return self._emit_all(frames, truncated=False)
+
+    def end(self) -> None:
+        """The body ended: emit a last unterminated event, then complete or fail."""
+        if self.finished:
+            return
+        try:
+            frames = self._decoder.flush()
+        except ProtocolError as exc:
+            self.fail(exc)
+            return
+        if not self._emit_all(frames, truncated=True):
+            return
+        self.fail(
+            IncompleteStreamError(
+                "the stream ended before message_stop"
+                if self._builder.started
+                else "the stream ended before any event"
+            )
+        )
+
+    def transport_failed(self, exc: BaseException) -> None:
+        """The connection failed mid-body: an :class:`APIConnectionError` from ``exc``."""
+        if isinstance(exc, httpx.TimeoutException | TimeoutError):
+            error: AnthropicRxError = APITimeoutError("timed out reading the stream", kind="read")
+        else:
+            error = APIConnectionError(f"connection lost mid-stream: {exc}")
+        error.__cause__ = exc
+        self.fail(error)
+
+    def fail(self, exc: Exception) -> None:
+        """End with ``exc``, attaching the partial message and meta to our own errors."""
+        if self.finished:
+            return
+        self.finished = True
+        if isinstance(exc, AnthropicRxError):
+            if exc.partial_message is None:
+                exc.partial_message = self._builder.message()
+            if exc.meta is None:
+                exc.meta = self.meta
+        self._observer.on_error(exc)
+
+    def stop(self) -> None:
+        """Disposed: emit nothing more."""
+        self.finished = True
+
+    def _emit_all(self, frames: list[ServerSentEvent], *, truncated: bool) -> bool:
+        for frame in frames:
+            if self.finished:
+                return False
+            if not frame.data and frame.event != "error":
+                continue  # the SDKs skip empty frames too; pings with no data carry nothing
+            try:
+                event = _frame_event(frame)
+                self._builder.feed(event)
+            except ProtocolError as exc:
+                # The last frame of a cut body is cut, not malformed.
+                self.fail(
+                    IncompleteStreamError(f"the stream ended inside an event: {exc}")
+                    if truncated
+                    else exc
+                )
+                return False
+            if not isinstance(event, PingEvent):
+                self.progress += 1
+                if self.meta is not None and isinstance(event, MessageStartEvent | ErrorEvent):
+                    event = event.model_copy(update={"response_meta": self.meta})
+            try:
+                self._observer.on_next(event)
+            except Exception as exc:  # the subscriber's own code failed: stop, and tell it
+                self.fail(exc)
+                return False
+            kind = event.type
+            if kind == "message_stop" or kind == "error":
+                self.finished = True
+                self._observer.on_completed()
+                return False
+        return not self.finished
+
+
+def _frame_event(frame: ServerSentEvent) -> MessageStreamEvent:
+    if frame.event == "error":
+        try:
+            event = parse_event(frame.data, "error")
+        except ProtocolError:
+            event = None
+        if isinstance(event, ErrorEvent):
+            return event
+        # An error frame whose data is not the API's error object: keep what it said.
+        return ErrorEvent(error=ErrorDetail(type="api_error", message=frame.data or "error"))
+    return parse_event(frame.data, frame.event)
+
+
+# --- drivers ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """The chunks of one response body and how to release them."""
+
+    chunks: Iterator[bytes] | AsyncIterator[bytes]
+    close: Callable[[], object] | None = None
+    meta: ResponseMeta | None = None
+
+
+async def drive_async(body: Body, reader: EventReader, demand: Demand | None) -> None:
+    """Read ``body`` into ``reader`` until it stops, then close the body.
+
+    Waits on ``demand`` between chunks. Cancellation closes the body and propagates.
+    """
+    chunks = cast("AsyncIterator[bytes]", body.chunks)
+    try:
+        async for chunk in chunks:
+            if not reader.feed(chunk):
+                break
+            if demand is not None and not demand.ready:
+                await demand.wait()
+        else:
+            reader.end()
+    except httpx.TransportError as exc:
+        reader.transport_failed(exc)
+    except Exception as exc:  # a failing user iterable: its error, unchanged
+        reader.fail(exc)
+    finally:
+        await _close_async(body)
+
+
+async def _close_async(body: Body) -> None:
+    closer = body.close
+    if closer is None:
+        closer = getattr(body.chunks, "aclose", None)
+    if closer is not None:
+        result = closer()
+        if inspect.isawaitable(result):
+            await cast("Awaitable[object]", result)
+
+
+def _drive_sync(body: Body, reader: EventReader) -> None:
+    chunks = cast("Iterator[bytes]", body.chunks)
+    try:
+        for chunk in chunks:
+            if not reader.feed(chunk):
+                break
+        else:
+            reader.end()
+    except httpx.TransportError as exc:
+        reader.transport_failed(exc)
+    except Exception as exc:
+        reader.fail(exc)
+    finally:
+        closer = body.close or getattr(chunks, "close", None)
+        if closer is not None:
+            closer()
+
+
+def event_loop_of(scheduler: abc.SchedulerBase | None) -> asyncio.AbstractEventLoop:
+    """The loop to run on: the scheduler's when it is an asyncio one, else the running loop.
+
+    Raises:
+        RuntimeError: no loop is running (use ``arx.to_iterator`` from synchronous code).
+    """
+    if isinstance(scheduler, AsyncIOScheduler):
+        return scheduler._loop
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            "this stream reads the network and must be subscribed with an asyncio event loop "
+            "running; from synchronous code use anthropic_rx.to_iterator(...)"
+        ) from None
+
+
+def _open_body(source: ByteSource) -> Body:
+    if isinstance(source, httpx.Response):
+        meta = ResponseMeta.from_headers(source.status_code, source.headers)
+        if getattr(source, "_content", None) is not None:
+            return Body(iter((source.content,)), None, meta)
+        if isinstance(source.stream, httpx.AsyncByteStream):
+            return Body(source.aiter_bytes(), source.aclose, meta)
+        return Body(source.iter_bytes(), source.close, meta)
+    if isinstance(source, bytes | bytearray | memoryview):
+        return Body(iter((bytes(source),)))
+    if isinstance(source, AsyncIterable):
+        return Body(aiter(source))
+    return Body(iter(source))
+
+
+def from_sse_bytes(
+    source: ByteSource,
+    *,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+) -> reactivex.Observable[MessageStreamEvent]:
+    """The cold Observable of typed events over the bytes of a Messages API stream.
+
+    ``source`` is an iterable or async iterable of byte chunks (a recorded ``.sse`` file's
+    bytes, a proxy's body), all the bytes at once, or an open ``httpx.Response``. Nothing is read
+    before subscribe; each subscription reads the source again (a one-shot source, such as a
+    response or a generator, can be subscribed once: use ``ops.share()`` to fan it out).
+
+    A synchronous source is read on the subscribing thread, before ``subscribe`` returns unless
+    the subscriber disposes. An asynchronous one is read by a task on the running event loop,
+    paced by the consumer; dispose cancels it and closes the body.
+
+    Completion: after ``message_stop``, or after an ``error`` event (emitted as data).
+
+    Errors: :class:`IncompleteStreamError` when the body ends before ``message_stop``;
+    :class:`ProtocolError` for bad bytes, JSON or event order; :class:`APIConnectionError` for
+    transport failures; each with ``.partial_message``.
+
+    Raises:
+        TypeError: ``source`` is a ``str`` or not iterable (at call time, not at subscribe).
+
+    Example:
+        >>> message = await arx.final_message(arx.from_sse_bytes(Path("reply.sse").read_bytes()))
+    """
+    if isinstance(source, str):
+        raise TypeError("from_sse_bytes takes bytes; encode the text first (text.encode())")
+    if not isinstance(
+        source, httpx.Response | bytes | bytearray | memoryview | Iterable | AsyncIterable
+    ):
+        raise TypeError(
+            f"from_sse_bytes takes bytes, an (async) iterable of bytes or an httpx.Response, "
+            f"not {type(source).__name__}"
+        )
+    if max_line_bytes < 1:
+        raise ValueError("max_line_bytes must be positive")
+
+    def subscribe(
+        observer: abc.ObserverBase[MessageStreamEvent],
+        scheduler: abc.SchedulerBase | None = None,
+    ) -> abc.DisposableBase:
+        body = _open_body(source)
+        reader = EventReader(observer, max_line_bytes=max_line_bytes, meta=body.meta)
+        if isinstance(body.chunks, AsyncIterator):
+            loop = event_loop_of(scheduler)
+            task = loop.create_task(drive_async(body, reader, current_demand()))
+
+            def cancel() -> None:
+                reader.stop()
+                task.cancel()
+
+            return Disposable(cancel)
+
+        def run(_: abc.SchedulerBase, __: Any = None) -> None:
+            if not reader.finished:
+                _drive_sync(body, reader)
+
+        # Scheduled on the trampoline, as reactivex's own from_iterable is: the subscription
+        # is in place before the first event, so a subscriber can dispose mid-stream.
+        trampoline = CurrentThreadScheduler.singleton()
+        return CompositeDisposable(trampoline.schedule(run), Disposable(reader.stop))
+
+    return reactivex.create(subscribe)

@@ -97,12 +97,17 @@ class Citation(_Model):
 
 
 class Usage(_Model):
-    """Token usage. ``message_delta`` carries cumulative counts, which overwrite these."""
+    """Token usage. ``message_delta`` carries cumulative counts, which overwrite these.
+
+    ``estimated`` is true when the counts were estimated locally (a reply cancelled before its
+    ``message_delta``); it is not wire data and never dumped.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
+    estimated: bool = Field(default=False, exclude=True)
 
 
 class MessageDeltaUsage(_Model):
@@ -326,7 +331,9 @@ else:
 class Message(_Model):
     """A whole or partial assistant message.
 
-    ``usage`` is ``None`` only when the stream carried no usage at all.
+    ``usage`` is ``None`` only when the stream carried no usage at all. ``cancelled`` is true
+    for the last snapshot of a reply stopped on purpose (``ops.take_until_cancel``); it is not
+    wire data and never dumped.
     ``model_dump(mode="json", exclude_none=True)`` gives the API's own JSON for the message.
     """
 
@@ -338,6 +345,7 @@ class Message(_Model):
     stop_reason: str | None = None
     stop_sequence: str | None = None
     usage: Usage | None = None
+    cancelled: bool = Field(default=False, exclude=True)
 
 
 # --- events ----------------------------------------------------------------------------------

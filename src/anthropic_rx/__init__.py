@@ -12,12 +12,15 @@ async for text in arx.to_async_iterator(events.pipe(ops.text_deltas())): ...
 
 from ._bridges import (
     AsyncObservableIterator,
+    ObservableAsyncIterable,
     ObservableIterator,
     final_message,
     from_async_iterable,
     to_async_iterator,
     to_iterator,
+    to_stream,
 )
+from ._client import Client
 from ._events import (
     Citation,
     CitationsDelta,
@@ -92,6 +95,7 @@ __all__ = [
     "BadRequestError",
     "BillingError",
     "Citation",
+    "Client",
     "CitationsDelta",
     "CompactionBlock",
     "CompactionDelta",
@@ -118,6 +122,7 @@ __all__ = [
     "MessageStopEvent",
     "MessageStreamEvent",
     "NotFoundError",
+    "ObservableAsyncIterable",
     "ObservableIterator",
     "OverloadedError",
     "PermissionDeniedError",
@@ -152,4 +157,5 @@ __all__ = [
     "parse_tool_input",
     "to_async_iterator",
     "to_iterator",
+    "to_stream",
 ]

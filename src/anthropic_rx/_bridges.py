@@ -4,6 +4,7 @@
   ``max_buffer`` items behind, the source stops reading the network until it catches up.
 - :func:`to_iterator`: a blocking ``for`` for scripts and sync workers, on a private event loop
   that runs only while the consumer waits for the next item.
+- :func:`to_stream`: an aiostream ``Stream``, cold and closed by aiostream's ``streamcontext``.
 - :func:`from_async_iterable`: a cold Observable over any async iterable.
 - :func:`final_message`: await the whole message.
 
@@ -17,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
+import aiostream
 import reactivex
 from reactivex import abc
 from reactivex.disposable import Disposable
@@ -35,11 +38,13 @@ from ._source import event_loop_of
 
 __all__ = [
     "AsyncObservableIterator",
+    "ObservableAsyncIterable",
     "ObservableIterator",
     "final_message",
     "from_async_iterable",
     "to_async_iterator",
     "to_iterator",
+    "to_stream",
 ]
 
 T = TypeVar("T")
@@ -260,12 +265,47 @@ def to_iterator(
     return ObservableIterator(source, max_buffer=max_buffer)
 
 
+class ObservableAsyncIterable(Generic[T]):
+    """A re-iterable async iterable over an Observable: each ``aiter()`` is a new subscription.
+
+    This is what aiostream needs: its ``streamcontext`` calls ``aiter()`` and closes the
+    iterator (``aclose``) when the block exits, which disposes the subscription.
+    """
+
+    def __init__(self, source: reactivex.Observable[T], *, max_buffer: int) -> None:
+        self._source = source
+        self._max_buffer = max_buffer
+
+    def __aiter__(self) -> AsyncObservableIterator[T]:
+        return AsyncObservableIterator(self._source, max_buffer=self._max_buffer)
+
+
+def to_stream(
+    source: reactivex.Observable[T], *, max_buffer: int = DEFAULT_MAX_BUFFER
+) -> aiostream.core.Stream[T]:
+    """An aiostream ``Stream`` over an Observable, for aiostream's ``pipe`` operators.
+
+    Like the Observable, the stream is cold: each ``async with stream.stream()`` (or
+    ``async for``) subscribes anew, and leaving the block disposes that subscription and closes
+    its HTTP response. Errors are raised inside the block.
+
+    Example:
+        >>> from aiostream import pipe
+        >>> words = arx.to_stream(events.pipe(ops.text_deltas())) | pipe.take(10)
+        >>> async with words.stream() as chunks:
+        ...     async for chunk in chunks: ...
+    """
+    return aiostream.stream.iterate(ObservableAsyncIterable(source, max_buffer=max_buffer))
+
+
 def from_async_iterable(iterable: AsyncIterable[T]) -> reactivex.Observable[T]:
     """A cold Observable over an async iterable; each subscription iterates it anew.
 
     Items are emitted from a task on the running event loop, paced by the consumer like the
     event source. Completion and errors are the iterable's. Dispose cancels the task and closes
-    the iterator (``aclose``). A one-shot iterable (an async generator) can be subscribed once.
+    the iterator (``aclose``). An iterator that is also an async context manager (an aiostream
+    ``Stream``'s) is entered while it is iterated. A one-shot iterable (an async generator) can
+    be subscribed once.
 
     Raises:
         TypeError: ``iterable`` is not an async iterable (at call time).
@@ -285,12 +325,11 @@ def from_async_iterable(iterable: AsyncIterable[T]) -> reactivex.Observable[T]:
 
         async def run() -> None:
             try:
-                async for item in iterator:
-                    if stopped:
-                        return
-                    observer.on_next(item)
-                    if demand is not None and not demand.ready:
-                        await demand.wait()
+                if hasattr(iterator, "__aenter__") and hasattr(iterator, "__aexit__"):
+                    async with cast(AbstractAsyncContextManager[AsyncIterator[T]], iterator):
+                        await emit()
+                else:
+                    await emit()
             except Exception as exc:
                 if not stopped:
                     observer.on_error(exc)
@@ -301,6 +340,14 @@ def from_async_iterable(iterable: AsyncIterable[T]) -> reactivex.Observable[T]:
                     await closer()
             if not stopped:
                 observer.on_completed()
+
+        async def emit() -> None:
+            async for item in iterator:
+                if stopped:
+                    return
+                observer.on_next(item)
+                if demand is not None and not demand.ready:
+                    await demand.wait()
 
         task = loop.create_task(run())
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
@@ -220,26 +221,77 @@ class Body:
     meta: ResponseMeta | None = None
 
 
-async def drive_async(body: Body, reader: EventReader, demand: Demand | None) -> None:
+async def drive_async(
+    body: Body,
+    reader: EventReader,
+    demand: Demand | None,
+    *,
+    idle_timeout: float | None = None,
+    deadline: float | None = None,
+) -> None:
     """Read ``body`` into ``reader`` until it stops, then close the body.
 
-    Waits on ``demand`` between chunks. Cancellation closes the body and propagates.
+    Waits on ``demand`` between chunks. ``idle_timeout``: seconds without an event other than
+    ``ping`` (time spent waiting for a slow consumer does not count); ``deadline``: the loop
+    time by which the body must have ended. Either failing gives :class:`APITimeoutError`.
+    Cancellation closes the body and propagates.
     """
-    chunks = cast("AsyncIterator[bytes]", body.chunks)
+    chunks = cast(AsyncIterator[bytes], body.chunks)
     try:
-        async for chunk in chunks:
-            if not reader.feed(chunk):
-                break
-            if demand is not None and not demand.ready:
-                await demand.wait()
+        if idle_timeout is None and deadline is None:
+            async for chunk in chunks:
+                if not reader.feed(chunk):
+                    break
+                if demand is not None and not demand.ready:
+                    await demand.wait()
+            else:
+                reader.end()
         else:
-            reader.end()
+            await _drive_timed(chunks, reader, demand, idle_timeout, deadline)
     except httpx.TransportError as exc:
         reader.transport_failed(exc)
     except Exception as exc:  # a failing user iterable: its error, unchanged
         reader.fail(exc)
     finally:
         await _close_async(body)
+
+
+async def _drive_timed(
+    chunks: AsyncIterator[bytes],
+    reader: EventReader,
+    demand: Demand | None,
+    idle_timeout: float | None,
+    deadline: float | None,
+) -> None:
+    loop = asyncio.get_running_loop()
+    total = math.inf if deadline is None else deadline
+    idle = math.inf if idle_timeout is None else idle_timeout
+
+    def next_deadline() -> float:
+        return min(total, loop.time() + idle)
+
+    progress = reader.progress
+    try:
+        async with asyncio.timeout(next_deadline()) as scope:
+            async for chunk in chunks:
+                if not reader.feed(chunk):
+                    return
+                if reader.progress != progress:  # pings do not count as progress
+                    progress = reader.progress
+                    scope.reschedule(next_deadline())
+                if demand is not None and not demand.ready:
+                    scope.reschedule(None if total == math.inf else total)
+                    await demand.wait()
+                    scope.reschedule(next_deadline())
+            reader.end()
+    except TimeoutError as exc:
+        kind = "total" if loop.time() >= total else "idle"
+        error = APITimeoutError(
+            f"no event for {idle_timeout} s" if kind == "idle" else "the stream took too long",
+            kind=kind,
+        )
+        error.__cause__ = exc
+        reader.fail(error)
 
 
 async def _close_async(body: Body) -> None:

@@ -1,0 +1,420 @@
+"""The HTTP client: a streamed ``POST /v1/messages`` as a cold Observable of typed events.
+
+```python
+client = arx.Client()                       # ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL
+events = client.stream(model="claude-sonnet-4-5", max_tokens=1024,
+                       messages=[{"role": "user", "content": "Hello"}])
+```
+
+Each subscription sends one request (nothing is sent before subscribe) and reads its body
+through the same path as :func:`anthropic_rx.from_sse_bytes`. Retries happen only before the
+response is accepted, never after an event was emitted. Dispose, at any moment, closes the
+response and returns its connection to the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+import pydantic
+import pydantic_core
+import reactivex
+from reactivex import abc
+from reactivex.disposable import Disposable
+
+from ._events import MessageStreamEvent
+from ._exceptions import (
+    AnthropicRxError,
+    APIConnectionError,
+    APITimeoutError,
+    ProtocolError,
+    api_error_from_body,
+)
+from ._meta import ResponseMeta
+from ._pacing import Demand, current_demand
+from ._source import Body, EventReader, drive_async, event_loop_of
+from ._sse import DEFAULT_MAX_LINE_BYTES
+from ._version import __version__
+
+__all__ = ["DEFAULT_BASE_URL", "Client"]
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
+_RETRYABLE_STATUS = frozenset({408, 409, 429})
+_INITIAL_RETRY_DELAY = 0.5
+_MAX_RETRY_DELAY = 8.0
+# Like the official SDKs: a longer retry-after is not waited for inside one call.
+_MAX_HONOURED_RETRY_AFTER = 60.0
+_ERROR_BODY_LIMIT = 64 * 1024
+_EXCERPT = 500
+
+
+class _Unset:
+    """Marks a per-call option left at the client's setting (``None`` means "no limit")."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset()
+
+
+class Client:
+    """A client of the Messages API whose replies are Observables.
+
+    Args:
+        api_key: the API key; default ``ANTHROPIC_API_KEY``. Sent as ``x-api-key``; never shown
+            in a repr, log line or exception. Required only for the real API: a client pointed
+            elsewhere (a proxy, ``anthropic_rx.testing.FakeAnthropic``) may have none.
+        base_url: default ``ANTHROPIC_BASE_URL``, else ``https://api.anthropic.com``.
+        max_retries: retries of connection errors and 408/409/429/5xx before the response is
+            accepted (``x-should-retry`` decides when present); exponential backoff with jitter,
+            ``retry-after-ms`` / ``retry-after`` honoured up to 60 s.
+        timeout: seconds for one request, from sending it to the end of its body.
+        connect_timeout: seconds to establish a connection.
+        idle_timeout: seconds without an event other than ``ping`` (the API's keep-alive pings
+            do not reset it) before :class:`APITimeoutError` with ``kind="idle"``.
+        default_headers: sent with every request.
+        betas: ``anthropic-beta`` values sent with every request, merged with per-call ones.
+        anthropic_version: the ``anthropic-version`` header.
+        http_client: an ``httpx.AsyncClient`` to use (its pool, proxies, limits); not closed
+            by :meth:`aclose`.
+        transport: an httpx transport for the client's own ``httpx.AsyncClient`` (e.g.
+            ``FakeAnthropic().transport``).
+        max_line_bytes: the longest SSE line accepted.
+
+    All streams of one client share one connection pool. Use ``async with Client() as client``
+    or call :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        max_retries: int = 2,
+        timeout: float | None = 600.0,
+        connect_timeout: float = 10.0,
+        idle_timeout: float | None = 60.0,
+        default_headers: Mapping[str, str] | None = None,
+        betas: Sequence[str] = (),
+        anthropic_version: str = DEFAULT_ANTHROPIC_VERSION,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    ) -> None:
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        for name, value in (("timeout", timeout), ("idle_timeout", idle_timeout)):
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive or None")
+        if http_client is not None and transport is not None:
+            raise ValueError("pass http_client or transport, not both")
+        self._base_url = (
+            base_url or os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL
+        ).rstrip("/")
+        key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
+        if not key and self._base_url == DEFAULT_BASE_URL and transport is None and not http_client:
+            raise ValueError(
+                "no API key: pass Client(api_key=...) or set ANTHROPIC_API_KEY "
+                "(or point base_url at a proxy or anthropic_rx.testing.FakeAnthropic)"
+            )
+        self._api_key = key or None
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.idle_timeout = idle_timeout
+        self._default_headers = dict(default_headers or {})
+        self._betas = tuple(betas)
+        self._anthropic_version = anthropic_version
+        self._max_line_bytes = max_line_bytes
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(
+                connect=connect_timeout, read=idle_timeout, write=30.0, pool=None
+            ),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+        )
+
+    @property
+    def base_url(self) -> str:
+        """Where requests go."""
+        return self._base_url
+
+    def __repr__(self) -> str:
+        return f"Client(base_url={self._base_url!r})"
+
+    async def aclose(self) -> None:
+        """Close the connection pool (unless it was passed in as ``http_client``)."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def stream(
+        self,
+        *,
+        betas: Sequence[str] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: float | _Unset | None = UNSET,
+        idle_timeout: float | _Unset | None = UNSET,
+        max_retries: int | None = None,
+        **params: Any,
+    ) -> reactivex.Observable[MessageStreamEvent]:
+        """The reply to one Messages API request, as a cold Observable of typed events.
+
+        ``params`` are the Messages API parameters (``model``, ``max_tokens``, ``messages``,
+        ``system``, ``tools``, ``thinking``...); pydantic models among them (e.g. the content
+        blocks of an earlier reply) are sent as their JSON. ``stream: true`` is added.
+
+        Each subscription sends one request; it needs a running asyncio event loop (use
+        ``arx.to_iterator`` from synchronous code). Emits every wire event, ``ping`` and
+        ``error`` included; completes after ``message_stop`` or after an ``error`` event.
+
+        Errors: :class:`APIError` subclasses for HTTP error statuses (after retries),
+        :class:`APIConnectionError` / :class:`APITimeoutError` for the network,
+        :class:`ProtocolError` for a response that is not an event stream,
+        :class:`IncompleteStreamError` for a body cut before ``message_stop``; each with
+        ``.meta`` when a response arrived and ``.partial_message`` after the stream opened.
+
+        Disposal cancels the request at any point and closes the response.
+
+        Raises:
+            TypeError: a required parameter is missing or a parameter cannot be sent as JSON
+                (at call time).
+        """
+        for required in ("model", "max_tokens", "messages"):
+            if required not in params:
+                raise TypeError(f"stream() missing required Messages API parameter {required!r}")
+        if params.get("stream", True) is not True:
+            raise ValueError("stream() always streams; do not pass stream=False")
+        body = {**params, **(extra_body or {}), "stream": True}
+        try:
+            content = pydantic_core.to_json(_jsonable(body))
+        except pydantic_core.PydanticSerializationError as exc:
+            raise TypeError(f"a parameter cannot be sent as JSON: {exc}") from exc
+        headers = self._headers(betas, extra_headers)
+        total = self.timeout if isinstance(timeout, _Unset) else timeout
+        idle = self.idle_timeout if isinstance(idle_timeout, _Unset) else idle_timeout
+        retries = self.max_retries if max_retries is None else max_retries
+        request = _Request(
+            url=f"{self._base_url}/v1/messages",
+            headers=headers,
+            content=content,
+            total=total,
+            idle=idle,
+            retries=retries,
+        )
+
+        def subscribe(
+            observer: abc.ObserverBase[MessageStreamEvent],
+            scheduler: abc.SchedulerBase | None = None,
+        ) -> abc.DisposableBase:
+            loop = event_loop_of(scheduler)
+            reader = EventReader(observer, max_line_bytes=self._max_line_bytes)
+            task = loop.create_task(self._run(request, reader, current_demand()))
+
+            def cancel() -> None:
+                reader.stop()
+                task.cancel()
+
+            return Disposable(cancel)
+
+        return reactivex.create(subscribe)
+
+    def _headers(
+        self, betas: Sequence[str] | None, extra_headers: Mapping[str, str] | None
+    ) -> dict[str, str]:
+        headers = {
+            "accept": "text/event-stream",
+            "content-type": "application/json",
+            "anthropic-version": self._anthropic_version,
+            "user-agent": f"anthropic-rx/{__version__}",
+            **{k.lower(): v for k, v in self._default_headers.items()},
+        }
+        if self._api_key:
+            headers["x-api-key"] = self._api_key
+        merged = list(dict.fromkeys([*self._betas, *(betas or ())]))
+        if merged:
+            headers["anthropic-beta"] = ",".join(merged)
+        headers.update({k.lower(): v for k, v in (extra_headers or {}).items()})
+        return headers
+
+    async def _run(self, request: _Request, reader: EventReader, demand: Demand | None) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            response = await self._open(request)
+        except AnthropicRxError as exc:
+            reader.fail(exc)
+            return
+        reader.meta = ResponseMeta.from_headers(response.status_code, response.headers)
+        deadline = None if request.total is None else loop.time() + request.total
+        await drive_async(
+            Body(response.aiter_bytes(), response.aclose, reader.meta),
+            reader,
+            demand,
+            idle_timeout=request.idle,
+            deadline=deadline,
+        )
+
+    async def _open(self, request: _Request) -> httpx.Response:
+        """Send the request, retrying what may be retried; return an accepted event stream.
+
+        Raises:
+            APIError, APIConnectionError, APITimeoutError, ProtocolError: after the last try.
+        """
+        attempt = 0
+        while True:
+            retry_after: float | None = None
+            try:
+                response = await self._send(request)
+            except APIConnectionError as exc:
+                error: AnthropicRxError = exc
+                retryable = True
+            else:
+                try:
+                    error_or_none = await _check_response(response)
+                except BaseException:
+                    await response.aclose()
+                    raise
+                if error_or_none is None:
+                    return response
+                error = error_or_none
+                retryable = _should_retry(response)
+                retry_after = error.meta.retry_after if error.meta else None
+            if not retryable or attempt >= request.retries:
+                raise error
+            await asyncio.sleep(_retry_delay(attempt, retry_after))
+            attempt += 1
+
+    async def _send(self, request: _Request) -> httpx.Response:
+        http_request = self._http.build_request(
+            "POST", request.url, headers=request.headers, content=request.content
+        )
+        try:
+            if request.total is None:
+                return await self._http.send(http_request, stream=True)
+            async with asyncio.timeout(request.total):
+                return await self._http.send(http_request, stream=True)
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            kind = (
+                "connect" if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout) else "read"
+            )
+            if isinstance(exc, TimeoutError):
+                kind = "total"
+            error = APITimeoutError(f"timed out waiting for the API ({kind})", kind=kind)
+            raise error from exc
+        except httpx.TransportError as exc:
+            raise APIConnectionError(f"could not reach the API: {exc!r}") from exc
+
+
+class _Request:
+    __slots__ = ("content", "headers", "idle", "retries", "total", "url")
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        headers: dict[str, str],
+        content: bytes,
+        total: float | None,
+        idle: float | None,
+        retries: int,
+    ) -> None:
+        self.url = url
+        self.headers = headers
+        self.content = content
+        self.total = total
+        self.idle = idle
+        self.retries = retries
+
+    def __repr__(self) -> str:  # never the headers: they hold the API key
+        return f"_Request(url={self.url!r})"
+
+
+async def _check_response(response: httpx.Response) -> AnthropicRxError | None:
+    """``None`` for an event stream to read; else the error it is (its body read and closed)."""
+    meta = ResponseMeta.from_headers(response.status_code, response.headers)
+    content_type = response.headers.get("content-type", "")
+    if response.status_code < 300 and content_type.split(";")[0].strip() == "text/event-stream":
+        return None
+    raw = await _read_limited(response)
+    await response.aclose()
+    text = raw.decode("utf-8", errors="replace")
+    body: object
+    try:
+        body = pydantic_core.from_json(raw) if raw else None
+    except ValueError:
+        body = _excerpt(text)
+    if response.status_code >= 300:
+        fallback = f"HTTP {response.status_code}" + (f": {_excerpt(text)}" if text.strip() else "")
+        return api_error_from_body(
+            body, status_code=response.status_code, fallback_message=fallback, meta=meta
+        )
+    error = api_error_from_body(body, status_code=response.status_code, fallback_message="")
+    if error.error_type is not None:  # an API error object, sent with a success status
+        error.meta = meta
+        return error
+    return ProtocolError(
+        f"expected a text/event-stream response, got HTTP {response.status_code} "
+        f"{content_type or 'with no content type'}: {_excerpt(text) or '(empty body)'}",
+        meta=meta,
+    )
+
+
+async def _read_limited(response: httpx.Response) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in response.aiter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= _ERROR_BODY_LIMIT:
+                break
+    except httpx.HTTPError:
+        pass  # what arrived is enough to describe the error
+    return b"".join(chunks)[:_ERROR_BODY_LIMIT]
+
+
+def _should_retry(response: httpx.Response) -> bool:
+    should = response.headers.get("x-should-retry")
+    if should == "true":
+        return True
+    if should == "false":
+        return False
+    status = response.status_code
+    return status in _RETRYABLE_STATUS or status >= 500
+
+
+def _retry_delay(attempt: int, retry_after: float | None) -> float:
+    if retry_after is not None and 0 <= retry_after <= _MAX_HONOURED_RETRY_AFTER:
+        return retry_after
+    delay = min(_INITIAL_RETRY_DELAY * 2**attempt, _MAX_RETRY_DELAY)
+    jitter = 1 - 0.25 * random.random()  # spreads a crowd of clients retrying at once
+    return float(delay * jitter)
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "..."
+
+
+def _jsonable(value: Any) -> Any:
+    """Request data as JSON-ready values: pydantic models as the API's JSON of them."""
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json", exclude_none=True)
+    if isinstance(value, Mapping):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    return value

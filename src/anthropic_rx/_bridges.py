@@ -17,6 +17,7 @@ subscription, which stops the source and closes its HTTP response. Errors are ra
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AbstractAsyncContextManager
@@ -34,7 +35,7 @@ from ._exceptions import IncompleteStreamError, api_error_from_body
 from ._meta import ResponseMeta
 from ._pacing import Demand, current_demand, demand_scope
 from ._snapshot import MessageBuilder
-from ._source import event_loop_of
+from ._source import EventStream, event_loop_of, sharing_builder
 
 __all__ = [
     "AsyncObservableIterator",
@@ -374,9 +375,13 @@ async def final_message(events: reactivex.Observable[MessageStreamEvent]) -> Mes
     """
     loop = asyncio.get_running_loop()
     done: asyncio.Future[Message] = loop.create_future()
-    builder = MessageBuilder()
+    slot: list[MessageBuilder] = []
+    own_builder = MessageBuilder()
     meta: ResponseMeta | None = None
     subscription: abc.DisposableBase | None = None
+
+    def builder() -> MessageBuilder:
+        return slot[0] if slot else own_builder
 
     def fail(error: BaseException) -> None:
         if not done.done():
@@ -388,40 +393,46 @@ async def final_message(events: reactivex.Observable[MessageStreamEvent]) -> Mes
         nonlocal meta
         if done.done():
             return
-        if isinstance(event, ErrorEvent):
+        kind = type(event)
+        if kind is ErrorEvent:
+            error_event = cast(ErrorEvent, event)
             fail(
                 api_error_from_body(
-                    event.model_dump(mode="json"),
+                    error_event.model_dump(mode="json"),
                     status_code=200,
                     fallback_message="the API sent an error event",
-                    partial_message=builder.message(),
-                    meta=event.response_meta or meta,
+                    partial_message=builder().message(),
+                    meta=error_event.response_meta or meta,
                 )
             )
             return
-        if isinstance(event, MessageStartEvent):
-            meta = event.response_meta
-        builder.feed(event)
+        if kind is MessageStartEvent:
+            meta = cast(MessageStartEvent, event).response_meta
+        if not slot:
+            own_builder.feed(event)
 
     def on_completed() -> None:
         if done.done():
             return
-        if not builder.message_stopped:
+        current = builder()
+        if not current.message_stopped:
             fail(
                 IncompleteStreamError(
                     "the stream completed before message_stop",
-                    partial_message=builder.message(),
+                    partial_message=current.message(),
                     meta=meta,
                 )
             )
             return
-        message = builder.message()
+        message = current.message()
         if message is None:  # message_stop without message_start: the builder refused it
             fail(IncompleteStreamError("the stream completed without a message", meta=meta))
             return
         done.set_result(message)
 
-    with demand_scope(Demand()):  # consumed at once: never pauses the source
+    # A stream no operator has changed is accumulated once, by its own reader.
+    sharing = sharing_builder(slot) if isinstance(events, EventStream) else contextlib.nullcontext()
+    with demand_scope(Demand()), sharing:  # consumed at once: the demand never pauses
         subscription = events.subscribe(
             on_next, fail, on_completed, scheduler=AsyncIOScheduler(loop)
         )

@@ -23,7 +23,6 @@ from typing import Any
 import httpx
 import pydantic
 import pydantic_core
-import reactivex
 from reactivex import abc
 from reactivex.disposable import Disposable
 
@@ -37,7 +36,7 @@ from ._exceptions import (
 )
 from ._meta import ResponseMeta
 from ._pacing import Demand, current_demand
-from ._source import Body, EventReader, drive_async, event_loop_of
+from ._source import Body, EventReader, EventStream, drive_async, event_loop_of
 from ._sse import DEFAULT_MAX_LINE_BYTES
 from ._version import __version__
 
@@ -170,7 +169,7 @@ class Client:
         idle_timeout: float | _Unset | None = UNSET,
         max_retries: int | None = None,
         **params: Any,
-    ) -> reactivex.Observable[MessageStreamEvent]:
+    ) -> EventStream:
         """The reply to one Messages API request, as a cold Observable of typed events.
 
         ``params`` are the Messages API parameters (``model``, ``max_tokens``, ``messages``,
@@ -230,7 +229,7 @@ class Client:
 
             return Disposable(cancel)
 
-        return reactivex.create(subscribe)
+        return EventStream(subscribe)
 
     def _headers(
         self, betas: Sequence[str] | None, extra_headers: Mapping[str, str] | None

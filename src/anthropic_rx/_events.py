@@ -449,7 +449,8 @@ _EVENT_MODELS: dict[str, type[_Model]] = {
         ErrorEvent,
     )
 }
-_JSON_VALIDATORS = {name: model.__pydantic_validator__ for name, model in _EVENT_MODELS.items()}
+EVENT_VALIDATORS = {name: model.__pydantic_validator__ for name, model in _EVENT_MODELS.items()}
+"""The validator of each known event type, by name: JSON straight to the model."""
 
 
 def parse_event(data: str | bytes, event_name: str | None = None) -> MessageStreamEvent:
@@ -464,7 +465,7 @@ def parse_event(data: str | bytes, event_name: str | None = None) -> MessageStre
             model its type names.
     """
     if event_name is not None:
-        validator = _JSON_VALIDATORS.get(event_name)
+        validator = EVENT_VALIDATORS.get(event_name)
         if validator is not None:
             try:
                 return validator.validate_json(data)  # type: ignore[no-any-return]

@@ -24,7 +24,7 @@ a :class:`ProtocolError`. Unknown events, blocks and deltas pass without effect.
 from __future__ import annotations
 
 import re
-from typing import Any, overload
+from typing import Any, cast, overload
 
 import pydantic_core
 
@@ -132,12 +132,26 @@ class _BlockState:
 
     def apply(self, delta: object, index: int) -> None:
         block = self.start
-        if isinstance(delta, TextDelta):
-            self._append(block, "text", delta.text, index, delta.type)
-        elif isinstance(delta, InputJSONDelta):
-            self._append(block, "input_json", delta.partial_json, index, delta.type)
-        elif isinstance(delta, ThinkingDelta):
-            self._append(block, "thinking", delta.thinking, index, delta.type)
+        kind = type(delta)
+        # Appends are nearly every event: exact-type checks, and no call once the field is set.
+        if kind is TextDelta:
+            text = cast(TextDelta, delta).text
+            if self.field == "text":
+                self.pieces.append(text)
+            else:
+                self._append(block, "text", text, index, "text_delta")
+        elif kind is InputJSONDelta:
+            fragment = cast(InputJSONDelta, delta).partial_json
+            if self.field == "input_json":
+                self.pieces.append(fragment)
+            else:
+                self._append(block, "input_json", fragment, index, "input_json_delta")
+        elif kind is ThinkingDelta:
+            thinking = cast(ThinkingDelta, delta).thinking
+            if self.field == "thinking":
+                self.pieces.append(thinking)
+            else:
+                self._append(block, "thinking", thinking, index, "thinking_delta")
         elif isinstance(delta, SignatureDelta):
             if self._fits(block, ThinkingBlock, delta.type, index):
                 self._update(signature=delta.signature)
@@ -311,7 +325,7 @@ class MessageBuilder:
         Raises:
             ProtocolError: the event cannot follow the ones fed before.
         """
-        if isinstance(event, ContentBlockDeltaEvent):
+        if type(event) is ContentBlockDeltaEvent:
             blocks = self._blocks
             index = event.index
             if 0 <= index < len(blocks):

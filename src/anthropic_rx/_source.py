@@ -24,26 +24,28 @@ Every error carries ``.partial_message`` and the response ``.meta``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import math
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, cast
 
 import httpx
 import reactivex
+from pydantic import ValidationError
 from reactivex import abc
 from reactivex.disposable import CompositeDisposable, Disposable
 from reactivex.scheduler import CurrentThreadScheduler
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 from ._events import (
+    EVENT_VALIDATORS,
     ErrorDetail,
     ErrorEvent,
     Message,
-    MessageStartEvent,
     MessageStreamEvent,
-    PingEvent,
     parse_event,
 )
 from ._exceptions import (
@@ -58,11 +60,44 @@ from ._pacing import Demand, current_demand
 from ._snapshot import MessageBuilder
 from ._sse import DEFAULT_MAX_LINE_BYTES, ServerSentEvent, SSEDecoder
 
-__all__ = ["Body", "EventReader", "drive_async", "event_loop_of", "from_sse_bytes"]
+__all__ = [
+    "Body",
+    "EventReader",
+    "EventStream",
+    "drive_async",
+    "event_loop_of",
+    "from_sse_bytes",
+    "sharing_builder",
+]
 
 ByteSource = (
     Iterable[bytes] | AsyncIterable[bytes] | httpx.Response | bytes | bytearray | memoryview
 )
+
+
+class EventStream(reactivex.Observable[MessageStreamEvent]):
+    """The cold Observable of one response's events (``from_sse_bytes``, ``Client.stream``).
+
+    A plain ``reactivex.Observable`` in every way; the subclass only lets one-shot consumers
+    such as :func:`~anthropic_rx.final_message` recognise a stream no operator has changed.
+    """
+
+
+# A consumer subscribed straight to an EventStream may read the reader's own MessageBuilder
+# instead of feeding a second one with the same events.
+_BUILDER_SLOT: ContextVar[list[MessageBuilder] | None] = ContextVar(
+    "anthropic_rx_builder_slot", default=None
+)
+
+
+@contextlib.contextmanager
+def sharing_builder(slot: list[MessageBuilder]) -> Iterator[list[MessageBuilder]]:
+    """While subscribing an :class:`EventStream`, receive its reader's builder in ``slot``."""
+    token = _BUILDER_SLOT.set(slot)
+    try:
+        yield slot
+    finally:
+        _BUILDER_SLOT.reset(token)
 
 
 class EventReader:
@@ -91,6 +126,9 @@ class EventReader:
         self._observer = observer
         self._decoder = SSEDecoder(max_line_bytes=max_line_bytes)
         self._builder = MessageBuilder()
+        slot = _BUILDER_SLOT.get()
+        if slot is not None:
+            slot.append(self._builder)
         self.meta = meta
         self.finished = False
         self.progress = 0
@@ -163,14 +201,23 @@ class EventReader:
         self.finished = True
 
     def _emit_all(self, frames: list[ServerSentEvent], *, truncated: bool) -> bool:
+        validators = EVENT_VALIDATORS
+        builder = self._builder
+        observer = self._observer
         for frame in frames:
             if self.finished:
                 return False
-            if not frame.data and frame.event != "error":
+            name, data = frame.event, frame.data
+            if not data and name != "error":
                 continue  # the SDKs skip empty frames too; pings with no data carry nothing
             try:
-                event = _frame_event(frame)
-                self._builder.feed(event)
+                validator = validators.get(name)
+                try:
+                    # One pass from JSON to the model the event name announces.
+                    event = validator.validate_json(data) if validator else _frame_event(frame)
+                except ValidationError:
+                    event = _frame_event(frame)
+                builder.feed(event)
             except ProtocolError as exc:
                 # The last frame of a cut body is cut, not malformed.
                 self.fail(
@@ -179,19 +226,19 @@ class EventReader:
                     else exc
                 )
                 return False
-            if not isinstance(event, PingEvent):
+            kind = event.type
+            if kind != "ping":
                 self.progress += 1
-                if self.meta is not None and isinstance(event, MessageStartEvent | ErrorEvent):
+                if self.meta is not None and (kind == "message_start" or kind == "error"):
                     event = event.model_copy(update={"response_meta": self.meta})
             try:
-                self._observer.on_next(event)
+                observer.on_next(event)
             except Exception as exc:  # the subscriber's own code failed: stop, and tell it
                 self.fail(exc)
                 return False
-            kind = event.type
             if kind == "message_stop" or kind == "error":
                 self.finished = True
-                self._observer.on_completed()
+                observer.on_completed()
                 return False
         return not self.finished
 
@@ -358,7 +405,7 @@ def from_sse_bytes(
     source: ByteSource,
     *,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-) -> reactivex.Observable[MessageStreamEvent]:
+) -> EventStream:
     """The cold Observable of typed events over the bytes of a Messages API stream.
 
     ``source`` is an iterable or async iterable of byte chunks (a recorded ``.sse`` file's
@@ -419,4 +466,4 @@ def from_sse_bytes(
         trampoline = CurrentThreadScheduler.singleton()
         return CompositeDisposable(trampoline.schedule(run), Disposable(reader.stop))
 
-    return reactivex.create(subscribe)
+    return EventStream(subscribe)

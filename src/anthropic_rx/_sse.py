@@ -21,7 +21,7 @@ the caller, which knows whether the stream was complete.)
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._exceptions import ProtocolError
 
@@ -29,12 +29,14 @@ __all__ = ["DEFAULT_MAX_LINE_BYTES", "SSEDecoder", "ServerSentEvent"]
 
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
 _BOM = b"\xef\xbb\xbf"
-_LINE_END = re.compile(rb"\r\n|\r|\n")
+# A whole frame of the form every Anthropic event has: ``event: <type>``, one ``data:`` line,
+# a blank line. ``[^\n]`` takes U+2028 and friends as text, as the spec requires.
+_ANY_LINE = re.compile(rb"([^\r\n]*)(?:\r\n|\r|\n|$)")
+_CANONICAL = re.compile(r"event: ?([^\n]*)\ndata: ?([^\n]*)\n\n")
 
 
-@dataclass(frozen=True, slots=True)
-class ServerSentEvent:
-    """One dispatched event.
+class ServerSentEvent(NamedTuple):
+    """One dispatched event (an immutable tuple: cheap to make, one per event).
 
     Attributes:
         event: the event type (``"message"`` when the frame named none).
@@ -105,21 +107,25 @@ class SSEDecoder:
             if data.startswith(_BOM):
                 data = data[len(_BOM) :]
                 self._consumed += len(_BOM)
-        if b"\r" in data:
-            lines = _LINE_END.split(data)
-            # A trailing CR ends its line now; an LF at the start of the next chunk belongs to it.
-            self._skip_lf = data[-1] == 0x0D
-        else:
-            lines = data.split(b"\n")
-        tail = lines.pop()
-        if len(tail) > self._max_line:
+        has_cr = b"\r" in data
+        cut = (max(data.rfind(b"\n"), data.rfind(b"\r")) if has_cr else data.rfind(b"\n")) + 1
+        if len(data) - cut > self._max_line:
             raise ProtocolError(
-                f"SSE line longer than {self._max_line} bytes at byte offset "
-                f"{self._consumed + len(data) - len(tail)}"
+                f"SSE line longer than {self._max_line} bytes at byte offset {self._consumed + cut}"
             )
-        events = self._lines(lines, data) if lines else []
-        self._consumed += len(data) - len(tail)
-        self._tail = tail
+        if cut == 0:
+            self._tail = data
+            return []
+        complete = data[:cut] if cut < len(data) else data
+        self._tail = data[cut:]
+        # A CR that ends the bytes so far ends its line now; an LF that starts the next chunk
+        # belongs to it.
+        self._skip_lf = not self._tail and complete[-1] == 0x0D
+        text = self._decode(complete)
+        if has_cr:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        events = self._text(text, complete)
+        self._consumed += cut
         return events
 
     def flush(self) -> list[ServerSentEvent]:
@@ -127,11 +133,10 @@ class SSEDecoder:
 
         The decoder is reset afterwards and may be fed again as a new stream.
         """
-        lines = [self._tail, b""] if self._tail else [b""]
-        data = self._tail
-        self._tail = b""
+        tail, self._tail = self._tail, b""
         try:
-            return self._lines(lines, data)
+            text = self._decode(tail) + "\n\n" if tail else "\n"
+            return self._text(text, tail)
         finally:
             self._skip_lf = False
             self._bom_pending = True
@@ -139,52 +144,77 @@ class SSEDecoder:
             self._event = ""
             self._data = []
 
-    def _lines(self, lines: list[bytes], source: bytes) -> list[ServerSentEvent]:
+    def _decode(self, complete: bytes) -> str:
+        # One decode per chunk: a multi-byte character is never cut here, because only whole
+        # lines are decoded, and the error's start is the exact byte offset.
+        try:
+            return complete.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            offset = self._consumed + exc.start
+            raise ProtocolError(f"invalid UTF-8 in SSE stream at byte offset {offset}") from exc
+
+    def _text(self, text: str, source: bytes) -> list[ServerSentEvent]:
+        """Process whole lines: ``text`` is ``source`` decoded, its line ends made ``\\n``."""
         events: list[ServerSentEvent] = []
-        data = self._data
-        max_line = self._max_line
-        for line in lines:
-            if not line:
-                if data:
-                    events.append(
-                        ServerSentEvent(
-                            self._event or "message", "\n".join(data), self._last_id, self._retry
-                        )
-                    )
-                    data = self._data = []
-                    self._retry = None
-                self._event = ""
-                continue
-            if len(line) > max_line:
+        short = len(source) <= self._max_line  # then no line in it can be too long
+        match = _CANONICAL.match
+        pos, end = 0, len(text)
+        while pos < end:
+            # At a frame boundary, the frames every Anthropic stream is made of take one regex
+            # match each; anything else (ids, comments, several data lines) goes line by line.
+            if short and not self._data and not self._event and self._retry is None:
+                found = match(text, pos)
+                while found is not None:
+                    event, data = found.groups()
+                    events.append(ServerSentEvent(event or "message", data, self._last_id))
+                    pos = found.end()
+                    found = match(text, pos)
+                if pos >= end:
+                    break
+            newline = text.index("\n", pos)
+            line = text[pos:newline]
+            if not short and len(line) * 4 > self._max_line and len(line.encode()) > self._max_line:
                 raise ProtocolError(
-                    f"SSE line longer than {max_line} bytes at byte offset "
-                    f"{self._consumed + source.index(line)}"
+                    f"SSE line longer than {self._max_line} bytes at byte offset "
+                    f"{self._consumed + _long_line_offset(source, self._max_line)}"
                 )
-            first = line[0]
-            if first == 0x3A:  # ":" starts a comment
-                continue
-            try:
-                if first == 0x64 and line.startswith(b"data:"):  # the hot path
-                    value = line[6:] if line[5:6] == b" " else line[5:]
-                    data.append(value.decode("utf-8"))
-                    continue
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                offset = self._consumed + source.index(line) + exc.start
-                raise ProtocolError(f"invalid UTF-8 in SSE stream at byte offset {offset}") from exc
-            self._field(text, data)
+            pos = newline + 1
+            self._line(line, events)
         return events
 
-    def _field(self, text: str, data: list[str]) -> None:
-        name, sep, value = text.partition(":")
+    def _line(self, line: str, events: list[ServerSentEvent]) -> None:
+        if not line:
+            if self._data:
+                events.append(
+                    ServerSentEvent(
+                        self._event or "message", "\n".join(self._data), self._last_id, self._retry
+                    )
+                )
+                self._data = []
+                self._retry = None
+            self._event = ""
+            return
+        if line[0] == ":":  # a comment
+            return
+        name, sep, value = line.partition(":")
         if sep and value[:1] == " ":
             value = value[1:]
-        if name == "event":
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
             self._event = value
-        elif name == "data":
-            data.append(value)
         elif name == "id":
             if "\x00" not in value:
                 self._last_id = value
         elif name == "retry" and value.isascii() and value.isdigit():
             self._retry = int(value)
+
+
+def _long_line_offset(source: bytes, max_line: int) -> int:
+    """The offset in ``source`` of its first line longer than ``max_line`` bytes (error path)."""
+    offset = 0
+    for match in _ANY_LINE.finditer(source):
+        if len(match.group(1)) > max_line:
+            return offset
+        offset = match.end()
+    return offset

@@ -20,6 +20,7 @@ from ._bridges import (
     to_iterator,
     to_stream,
 )
+from ._cancel import CancelToken
 from ._client import Client
 from ._events import (
     Citation,
@@ -94,9 +95,10 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BillingError",
+    "CancelToken",
     "Citation",
-    "Client",
     "CitationsDelta",
+    "Client",
     "CompactionBlock",
     "CompactionDelta",
     "ContentBlock",

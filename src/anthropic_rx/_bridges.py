@@ -53,6 +53,47 @@ T = TypeVar("T")
 DEFAULT_MAX_BUFFER = 256
 
 
+class _Inbox(Generic[T]):
+    """What the subscription delivers, waiting for the consumer.
+
+    The observer callbacks live here, not on the iterator, so the subscription never refers
+    back to the iterator: dropping the iterator (``break``) frees it at once, and its
+    ``__del__`` disposes the subscription.
+    """
+
+    __slots__ = ("closed", "completed", "demand", "error", "max_buffer", "queue", "waiter")
+
+    def __init__(self, max_buffer: int) -> None:
+        self.max_buffer = max_buffer
+        self.queue: deque[T] = deque()
+        self.demand = Demand()
+        self.waiter: asyncio.Future[None] | None = None
+        self.completed = False
+        self.error: BaseException | None = None
+        self.closed = False
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def on_next(self, item: T) -> None:
+        if self.closed:
+            return
+        self.queue.append(item)
+        if len(self.queue) >= self.max_buffer:
+            self.demand.pause()
+        self.wake()
+
+    def on_error(self, error: Exception) -> None:
+        self.error = error
+        self.wake()
+
+    def on_completed(self) -> None:
+        self.completed = True
+        self.wake()
+
+
 class AsyncObservableIterator(Generic[T]):
     """``async for`` over an Observable. Subscribes on the first ``__anext__``.
 
@@ -60,81 +101,57 @@ class AsyncObservableIterator(Generic[T]):
     """
 
     def __init__(self, source: reactivex.Observable[T], *, max_buffer: int) -> None:
+        self._subscription: abc.DisposableBase | None = None
         if max_buffer < 1:
             raise ValueError("max_buffer must be at least 1")
         self._source = source
-        self._max_buffer = max_buffer
-        self._queue: deque[T] = deque()
-        self._demand = Demand()
-        self._waiter: asyncio.Future[None] | None = None
-        self._subscription: abc.DisposableBase | None = None
-        self._completed = False
-        self._error: BaseException | None = None
-        self._closed = False
+        self._inbox: _Inbox[T] = _Inbox(max_buffer)
 
     def __aiter__(self) -> AsyncObservableIterator[T]:
         return self
 
     async def __anext__(self) -> T:
-        if self._subscription is None and not self._closed:
+        inbox = self._inbox
+        if self._subscription is None and not inbox.closed:
             self._subscribe()
-        queue = self._queue
+        queue = inbox.queue
         while not queue:
-            if self._error is not None:
-                error, self._error = self._error, None
-                self._closed = True
+            if inbox.error is not None:
+                error, inbox.error = inbox.error, None
+                inbox.closed = True
                 raise error
-            if self._completed or self._closed:
+            if inbox.completed or inbox.closed:
                 raise StopAsyncIteration
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            waiter = inbox.waiter = asyncio.get_running_loop().create_future()
             try:
                 await waiter
             except asyncio.CancelledError:
                 self.dispose()
                 raise
             finally:
-                self._waiter = None
+                inbox.waiter = None
         item = queue.popleft()
-        if not self._demand.ready and len(queue) <= self._max_buffer // 2:
-            self._demand.resume()
+        if not inbox.demand.ready and len(queue) <= inbox.max_buffer // 2:
+            inbox.demand.resume()
         return item
 
     def _subscribe(self) -> None:
         loop = asyncio.get_running_loop()
-        with demand_scope(self._demand):
+        inbox = self._inbox
+        with demand_scope(inbox.demand):
             self._subscription = self._source.subscribe(
-                self._on_next, self._on_error, self._on_completed, scheduler=AsyncIOScheduler(loop)
+                inbox.on_next, inbox.on_error, inbox.on_completed, scheduler=AsyncIOScheduler(loop)
             )
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _on_next(self, item: T) -> None:
-        if self._closed:
-            return
-        self._queue.append(item)
-        if len(self._queue) >= self._max_buffer:
-            self._demand.pause()
-        self._wake()
-
-    def _on_error(self, error: Exception) -> None:
-        self._error = error
-        self._wake()
-
-    def _on_completed(self) -> None:
-        self._completed = True
-        self._wake()
 
     def dispose(self) -> None:
         """Stop: dispose the subscription (closing the source's response) and drop the buffer."""
-        self._closed = True
-        self._queue.clear()
+        inbox = self._inbox
+        inbox.closed = True
+        inbox.queue.clear()
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
             subscription.dispose()
-        self._wake()
+        inbox.wake()
 
     async def aclose(self) -> None:
         """Dispose, then give the source's task a turn of the loop to close its response."""
@@ -154,8 +171,9 @@ class AsyncObservableIterator(Generic[T]):
 
     def __del__(self) -> None:
         # ``break`` out of ``async for`` drops the iterator: that must stop the request too.
-        if self._subscription is not None:
-            self._subscription.dispose()
+        subscription = getattr(self, "_subscription", None)
+        if subscription is not None:
+            subscription.dispose()
 
 
 def to_async_iterator(
@@ -191,8 +209,8 @@ class ObservableIterator(Generic[T]):
     """
 
     def __init__(self, source: reactivex.Observable[T], *, max_buffer: int) -> None:
-        self._loop = asyncio.new_event_loop()
         self._inner = AsyncObservableIterator(source, max_buffer=max_buffer)
+        self._loop = asyncio.new_event_loop()  # last: nothing to close if the above raised
 
     def __iter__(self) -> ObservableIterator[T]:
         return self
@@ -200,11 +218,7 @@ class ObservableIterator(Generic[T]):
     def __next__(self) -> T:
         if self._loop.is_closed():
             raise StopIteration
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
+        if _loop_running_here():
             raise RuntimeError(
                 "to_iterator blocks and cannot run inside a running event loop; "
                 "use `async for ... in anthropic_rx.to_async_iterator(...)` there"
@@ -219,18 +233,22 @@ class ObservableIterator(Generic[T]):
             raise
 
     def close(self) -> None:
-        """Dispose the subscription and run the loop until every task of it has finished."""
+        """Dispose the subscription and run the loop until every task of it has finished.
+
+        Inside a running event loop (where this iterator cannot run anyway) the private loop
+        is only closed.
+        """
         loop = self._loop
         if loop.is_closed():
             return
         self._inner.dispose()
         try:
             pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            if pending:
+            if pending and not _loop_running_here():
+                for task in pending:
+                    task.cancel()
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
 
@@ -247,8 +265,16 @@ class ObservableIterator(Generic[T]):
 
     def __del__(self) -> None:
         loop = getattr(self, "_loop", None)
-        if loop is not None and not loop.is_closed() and not loop.is_running():
+        if loop is not None and not loop.is_closed():
             self.close()
+
+
+def _loop_running_here() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def to_iterator(
@@ -347,6 +373,8 @@ def from_async_iterable(iterable: AsyncIterable[T]) -> reactivex.Observable[T]:
                 if stopped:
                     return
                 observer.on_next(item)
+                if stopped:  # disposed from inside on_next: read nothing more
+                    return
                 if demand is not None and not demand.ready:
                     await demand.wait()
 

@@ -36,7 +36,7 @@ from ._exceptions import (
 )
 from ._meta import ResponseMeta
 from ._pacing import Demand, current_demand
-from ._source import Body, EventReader, EventStream, drive_async, event_loop_of
+from ._source import Body, EventReader, EventStream, drive_async, event_loop_of, stop_reading
 from ._sse import DEFAULT_MAX_LINE_BYTES
 from ._version import __version__
 
@@ -222,12 +222,7 @@ class Client:
             loop = event_loop_of(scheduler)
             reader = EventReader(observer, max_line_bytes=self._max_line_bytes)
             task = loop.create_task(self._run(request, reader, current_demand()))
-
-            def cancel() -> None:
-                reader.stop()
-                task.cancel()
-
-            return Disposable(cancel)
+            return Disposable(lambda: stop_reading(reader, task))
 
         return EventStream(subscribe)
 
@@ -259,7 +254,7 @@ class Client:
         reader.meta = ResponseMeta.from_headers(response.status_code, response.headers)
         deadline = None if request.total is None else loop.time() + request.total
         await drive_async(
-            Body(response.aiter_bytes(), response.aclose, reader.meta),
+            Body(response.aiter_bytes(), response.aclose, reader.meta, drain=True),
             reader,
             demand,
             idle_timeout=request.idle,

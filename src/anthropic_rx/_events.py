@@ -468,9 +468,14 @@ def parse_event(data: str | bytes, event_name: str | None = None) -> MessageStre
         validator = EVENT_VALIDATORS.get(event_name)
         if validator is not None:
             try:
-                return validator.validate_json(data)  # type: ignore[no-any-return]
+                event = validator.validate_json(data)
             except ValidationError:
                 pass  # wrong hint or bad data: the slow path below tells which
+            else:
+                # ``type`` has a default for building events in code; on the wire it must be
+                # there, and the slow path says so when it is not.
+                if "type" in event.model_fields_set:
+                    return event  # type: ignore[no-any-return]
     try:
         obj = pydantic_core.from_json(data)
     except ValueError as exc:

@@ -12,9 +12,9 @@ AnthropicRxError
 │   ├── NotFoundError             not_found_error / 404
 │   ├── RequestTooLargeError      request_too_large / 413
 │   ├── RateLimitError            rate_limit_error / 429 (.retry_after)
-│   ├── InternalServerError       api_error / 500 (and other 5xx)
-│   ├── GatewayTimeoutError       timeout_error / 504
-│   └── OverloadedError           overloaded_error / 529
+│   └── InternalServerError       api_error / 500 (and any other 5xx)
+│       ├── GatewayTimeoutError   timeout_error / 504
+│       └── OverloadedError       overloaded_error / 529
 └── StreamError                   the stream opened, then went wrong
     ├── ProtocolError (+ValueError) not text/event-stream, bad JSON, impossible event order
     └── IncompleteStreamError     the body ended without message_stop
@@ -22,7 +22,9 @@ AnthropicRxError
 
 The class of an API error is chosen by ``error.type`` first (an ``overloaded_error`` sent as an
 in-stream ``event: error`` after HTTP 200 *is* an :class:`OverloadedError`), by HTTP status
-second; an unknown type with an unknown status is a plain :class:`APIError`.
+second; an unknown type with an unknown status is a plain :class:`APIError`. The server-side
+failures share :class:`InternalServerError`, so one ``except`` catches every 5xx, as with the
+official SDK.
 
 Every error raised after the stream opened carries ``.partial_message``: the message accumulated
 from the events received so far (``None`` when not even ``message_start`` arrived). Cancellation
@@ -201,11 +203,11 @@ class InternalServerError(APIError):
     """``api_error`` / HTTP 500, and any other 5xx without a more specific class."""
 
 
-class GatewayTimeoutError(APIError):
+class GatewayTimeoutError(InternalServerError):
     """``timeout_error`` / HTTP 504."""
 
 
-class OverloadedError(APIError):
+class OverloadedError(InternalServerError):
     """``overloaded_error`` / HTTP 529."""
 
 

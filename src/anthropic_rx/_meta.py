@@ -78,10 +78,11 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
         return _sane(seconds)
     try:
         parsed = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError):
+        stamp = parsed.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     current = time.time() if now is None else now
-    return _sane(max(0.0, parsed.timestamp() - current))
+    return _sane(max(0.0, stamp - current))
 
 
 def _number(text: str) -> float | None:

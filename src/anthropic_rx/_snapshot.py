@@ -27,6 +27,7 @@ import re
 from typing import Any, cast, overload
 
 import pydantic_core
+from pydantic import TypeAdapter
 
 from ._events import (
     Citation,
@@ -38,6 +39,7 @@ from ._events import (
     ContentBlockStartEvent,
     ContentBlockStopEvent,
     InputJSONDelta,
+    JSONValue,
     Message,
     MessageDeltaEvent,
     MessageStartEvent,
@@ -53,6 +55,8 @@ from ._events import (
 from ._exceptions import ProtocolError
 
 __all__ = ["MessageBuilder", "apply_event", "parse_tool_input"]
+
+_JSON_VALUE: TypeAdapter[JSONValue] = TypeAdapter(JSONValue)
 
 
 # --- tool input ------------------------------------------------------------------------------
@@ -198,7 +202,11 @@ class _BlockState:
             raw = previous + "".join(self.pieces)
             update["input_json"] = raw
             if raw:
-                update["input"] = parse_tool_input(raw)
+                value = parse_tool_input(raw)
+                # An unknown block keeps its fields as JSON values (objects as JSONObject).
+                update["input"] = (
+                    _JSON_VALUE.validate_python(value) if isinstance(start, UnknownBlock) else value
+                )
         elif self.field is not None:
             update[self.field] = getattr(start, self.field) + "".join(self.pieces)
         if self.citations is not None:

@@ -68,7 +68,11 @@ __all__ = [
     "event_loop_of",
     "from_sse_bytes",
     "sharing_builder",
+    "stop_reading",
 ]
+
+_DRAIN_SECONDS = 1.0
+_DRAIN_BYTES = 64 * 1024
 
 ByteSource = (
     Iterable[bytes] | AsyncIterable[bytes] | httpx.Response | bytes | bytearray | memoryview
@@ -111,6 +115,7 @@ class EventReader:
         "_builder",
         "_decoder",
         "_observer",
+        "completed",
         "finished",
         "meta",
         "progress",
@@ -131,6 +136,7 @@ class EventReader:
             slot.append(self._builder)
         self.meta = meta
         self.finished = False
+        self.completed = False  # ended by message_stop or an error event, not by a failure
         self.progress = 0
 
     @property
@@ -214,9 +220,14 @@ class EventReader:
                 validator = validators.get(name)
                 try:
                     # One pass from JSON to the model the event name announces.
-                    event = validator.validate_json(data) if validator else _frame_event(frame)
+                    if validator is None:
+                        event = _frame_event(frame, truncated)
+                    else:
+                        event = validator.validate_json(data)
+                        if "type" not in event.model_fields_set:  # the default filled it in
+                            event = _frame_event(frame, truncated)
                 except ValidationError:
-                    event = _frame_event(frame)
+                    event = _frame_event(frame, truncated)
                 builder.feed(event)
             except ProtocolError as exc:
                 # The last frame of a cut body is cut, not malformed.
@@ -237,17 +248,19 @@ class EventReader:
                 self.fail(exc)
                 return False
             if kind == "message_stop" or kind == "error":
-                self.finished = True
+                self.finished = self.completed = True
                 observer.on_completed()
                 return False
         return not self.finished
 
 
-def _frame_event(frame: ServerSentEvent) -> MessageStreamEvent:
+def _frame_event(frame: ServerSentEvent, truncated: bool) -> MessageStreamEvent:
     if frame.event == "error":
         try:
             event = parse_event(frame.data, "error")
         except ProtocolError:
+            if truncated:  # cut inside the error's own JSON: the stream is incomplete
+                raise
             event = None
         if isinstance(event, ErrorEvent):
             return event
@@ -266,6 +279,20 @@ class Body:
     chunks: Iterator[bytes] | AsyncIterator[bytes]
     close: Callable[[], object] | None = None
     meta: ResponseMeta | None = None
+    # Read what follows message_stop (the chunked terminator) so the connection can be reused.
+    drain: bool = False
+
+
+def stop_reading(reader: EventReader, task: asyncio.Task[None]) -> None:
+    """Dispose: no more events; cancel the reading unless it already ended.
+
+    A task whose reader has finished is only draining and closing its response: cancelling it
+    could cut that close short.
+    """
+    finished = reader.finished
+    reader.stop()
+    if not finished:
+        task.cancel()
 
 
 async def drive_async(
@@ -295,10 +322,14 @@ async def drive_async(
                 reader.end()
         else:
             await _drive_timed(chunks, reader, demand, idle_timeout, deadline)
+        if body.drain and reader.completed:
+            await _drain(chunks)
     except httpx.TransportError as exc:
         reader.transport_failed(exc)
-    except Exception as exc:  # a failing user iterable: its error, unchanged
-        reader.fail(exc)
+    except Exception as exc:
+        if reader.finished:  # raised by the subscriber's own on_completed / on_error: surface it
+            raise
+        reader.fail(exc)  # a failing user iterable: its error, unchanged
     finally:
         await _close_async(body)
 
@@ -341,6 +372,21 @@ async def _drive_timed(
         reader.fail(error)
 
 
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    """Read the rest of a completed body, briefly and boundedly, then let it be closed.
+
+    A response closed before its end cannot return its connection to the pool; what follows
+    ``message_stop`` is normally only the end of the chunked encoding.
+    """
+    size = 0
+    with contextlib.suppress(TimeoutError, httpx.HTTPError):
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > _DRAIN_BYTES:
+                    return
+
+
 async def _close_async(body: Body) -> None:
     closer = body.close
     if closer is None:
@@ -362,6 +408,8 @@ def _drive_sync(body: Body, reader: EventReader) -> None:
     except httpx.TransportError as exc:
         reader.transport_failed(exc)
     except Exception as exc:
+        if reader.finished:  # raised by the subscriber's own on_completed / on_error: surface it
+            raise
         reader.fail(exc)
     finally:
         closer = body.close or getattr(chunks, "close", None)
@@ -451,11 +499,7 @@ def from_sse_bytes(
             loop = event_loop_of(scheduler)
             task = loop.create_task(drive_async(body, reader, current_demand()))
 
-            def cancel() -> None:
-                reader.stop()
-                task.cancel()
-
-            return Disposable(cancel)
+            return Disposable(lambda: stop_reading(reader, task))
 
         def run(_: abc.SchedulerBase, __: Any = None) -> None:
             if not reader.finished:

@@ -42,7 +42,9 @@ class ServerSentEvent(NamedTuple):
         event: the event type (``"message"`` when the frame named none).
         data: the ``data`` lines joined with ``\\n``.
         id: the last event id seen on the stream so far, if any (ids persist across events).
-        retry: the reconnection time in milliseconds, when this frame set one.
+        retry: the reconnection time in milliseconds, when a ``retry`` field arrived since the
+            previous dispatched event (a frame with no data is not dispatched, so its
+            ``retry`` goes with the next event).
     """
 
     event: str = "message"

@@ -1,0 +1,1 @@
+"""Tests of anthropic_rx.testing, the fake Messages API."""

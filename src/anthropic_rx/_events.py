@@ -71,7 +71,10 @@ else:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True, protected_namespaces=())
+    # Keys repeat on every event; text values almost never do: caching them only costs.
+    model_config = ConfigDict(
+        extra="allow", frozen=True, protected_namespaces=(), cache_strings="keys"
+    )
     # Fields this version does not name are kept, and nested objects among them become
     # JSONObject models: attribute access works, and ``exclude_none`` reaches inside them as it
     # does inside the official SDK's typed models.

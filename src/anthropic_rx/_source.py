@@ -71,6 +71,7 @@ __all__ = [
     "stop_reading",
 ]
 
+_DELTA_VALIDATOR = EVENT_VALIDATORS["content_block_delta"]
 _DRAIN_SECONDS = 1.0
 _DRAIN_BYTES = 64 * 1024
 
@@ -208,16 +209,17 @@ class EventReader:
 
     def _emit_all(self, frames: list[ServerSentEvent], *, truncated: bool) -> bool:
         validators = EVENT_VALIDATORS
+        delta_validator = _DELTA_VALIDATOR
         builder = self._builder
-        observer = self._observer
+        emit = self._observer.on_next
         for frame in frames:
             if self.finished:
                 return False
             name, data = frame.event, frame.data
             if not data and name != "error":
                 continue  # the SDKs skip empty frames too; pings with no data carry nothing
+            validator = delta_validator if name == "content_block_delta" else validators.get(name)
             try:
-                validator = validators.get(name)
                 try:
                     # One pass from JSON to the model the event name announces.
                     if validator is None:
@@ -237,19 +239,27 @@ class EventReader:
                     else exc
                 )
                 return False
+            if validator is delta_validator:  # nearly every event: nothing else to decide
+                self.progress += 1
+                try:
+                    emit(event)
+                except Exception as exc:  # the subscriber's own code failed: stop, and tell it
+                    self.fail(exc)
+                    return False
+                continue
             kind = event.type
             if kind != "ping":
                 self.progress += 1
                 if self.meta is not None and (kind == "message_start" or kind == "error"):
                     event = event.model_copy(update={"response_meta": self.meta})
             try:
-                observer.on_next(event)
-            except Exception as exc:  # the subscriber's own code failed: stop, and tell it
+                emit(event)
+            except Exception as exc:
                 self.fail(exc)
                 return False
             if kind == "message_stop" or kind == "error":
                 self.finished = self.completed = True
-                observer.on_completed()
+                self._observer.on_completed()
                 return False
         return not self.finished
 

@@ -20,6 +20,7 @@ the caller, which knows whether the stream was complete.)
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import NamedTuple
 
@@ -51,6 +52,11 @@ class ServerSentEvent(NamedTuple):
     data: str = ""
     id: str | None = None
     retry: int | None = None
+
+
+# ``tuple.__new__`` directly: a NamedTuple's own constructor is a Python function, and this
+# runs once per event.
+_new_event = functools.partial(tuple.__new__, ServerSentEvent)
 
 
 class SSEDecoder:
@@ -168,7 +174,7 @@ class SSEDecoder:
                 found = match(text, pos)
                 while found is not None:
                     event, data = found.groups()
-                    events.append(ServerSentEvent(event or "message", data, self._last_id))
+                    events.append(_new_event((event or "message", data, self._last_id, None)))
                     pos = found.end()
                     found = match(text, pos)
                 if pos >= end:

@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import cast
 
 import reactivex
-from reactivex import operators as ops
 
-from .._events import ContentBlockDeltaEvent, MessageStreamEvent, TextDelta
+from .._events import MessageStreamEvent, TextDelta
+from ._delta_text import delta_text
 
 __all__ = ["text_deltas"]
-
-
-def _text(event: MessageStreamEvent) -> str | None:
-    if isinstance(event, ContentBlockDeltaEvent):
-        delta = event.delta
-        if isinstance(delta, TextDelta):
-            return delta.text
-    return None
-
-
-def _is_text(text: str | None) -> bool:
-    return text is not None
 
 
 def text_deltas() -> Callable[
@@ -37,12 +24,4 @@ def text_deltas() -> Callable[
     Example:
         >>> text = events.pipe(ops.raise_on_error(), ops.text_deltas())
     """
-
-    def operator(
-        events: reactivex.Observable[MessageStreamEvent],
-    ) -> reactivex.Observable[str]:
-        # Map to the text or None, then drop the Nones: each event is looked at once.
-        texts: reactivex.Observable[str | None] = events.pipe(ops.map(_text))
-        return cast("reactivex.Observable[str]", texts.pipe(ops.filter(_is_text)))
-
-    return operator
+    return delta_text(TextDelta, "text")

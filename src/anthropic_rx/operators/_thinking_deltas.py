@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import cast
 
 import reactivex
-from reactivex import operators as ops
 
-from .._events import ContentBlockDeltaEvent, MessageStreamEvent, ThinkingDelta
+from .._events import MessageStreamEvent, ThinkingDelta
+from ._delta_text import delta_text
 
 __all__ = ["thinking_deltas"]
-
-
-def _thinking(event: MessageStreamEvent) -> str | None:
-    if isinstance(event, ContentBlockDeltaEvent):
-        delta = event.delta
-        if isinstance(delta, ThinkingDelta):
-            return delta.thinking
-    return None
-
-
-def _is_text(text: str | None) -> bool:
-    return text is not None
 
 
 def thinking_deltas() -> Callable[
@@ -36,11 +23,4 @@ def thinking_deltas() -> Callable[
     Example:
         >>> thoughts = events.pipe(ops.raise_on_error(), ops.thinking_deltas())
     """
-
-    def operator(
-        events: reactivex.Observable[MessageStreamEvent],
-    ) -> reactivex.Observable[str]:
-        texts: reactivex.Observable[str | None] = events.pipe(ops.map(_thinking))
-        return cast("reactivex.Observable[str]", texts.pipe(ops.filter(_is_text)))
-
-    return operator
+    return delta_text(ThinkingDelta, "thinking")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -51,6 +51,8 @@ _MAX_RETRY_DELAY = 8.0
 _MAX_HONOURED_RETRY_AFTER = 60.0
 _ERROR_BODY_LIMIT = 64 * 1024
 _EXCERPT = 500
+_STREAMS_PER_POOL = 32
+_MAX_POOLS = 64
 
 
 class _Unset:
@@ -132,13 +134,25 @@ class Client:
         self._anthropic_version = anthropic_version
         self._max_line_bytes = max_line_bytes
         self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(
-            transport=transport,
-            timeout=httpx.Timeout(
+        if http_client is not None:
+            self._pools = _Pools(http_client)
+        else:
+            timeouts = httpx.Timeout(
                 connect=connect_timeout, read=idle_timeout, write=30.0, pool=None
-            ),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
-        )
+            )
+            if transport is not None:  # one transport: one pool, whatever the load
+                self._pools = _Pools(httpx.AsyncClient(transport=transport, timeout=timeouts))
+            else:
+                ssl_context = httpx.create_ssl_context()  # built once: it costs ~20 ms
+
+                def new_pool() -> httpx.AsyncClient:
+                    return httpx.AsyncClient(
+                        verify=ssl_context,
+                        timeout=timeouts,
+                        limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+                    )
+
+                self._pools = _Pools(new_pool(), grow=new_pool)
 
     @property
     def base_url(self) -> str:
@@ -149,9 +163,9 @@ class Client:
         return f"Client(base_url={self._base_url!r})"
 
     async def aclose(self) -> None:
-        """Close the connection pool (unless it was passed in as ``http_client``)."""
+        """Close the connection pools (not an ``http_client`` passed in)."""
         if self._owns_http:
-            await self._http.aclose()
+            await self._pools.aclose()
 
     async def __aenter__(self) -> Client:
         return self
@@ -246,22 +260,26 @@ class Client:
 
     async def _run(self, request: _Request, reader: EventReader, demand: Demand | None) -> None:
         loop = asyncio.get_running_loop()
+        http = self._pools.acquire()
         try:
-            response = await self._open(request)
-        except AnthropicRxError as exc:
-            reader.fail(exc)
-            return
-        reader.meta = ResponseMeta.from_headers(response.status_code, response.headers)
-        deadline = None if request.total is None else loop.time() + request.total
-        await drive_async(
-            Body(response.aiter_bytes(), response.aclose, reader.meta, drain=True),
-            reader,
-            demand,
-            idle_timeout=request.idle,
-            deadline=deadline,
-        )
+            try:
+                response = await self._open(http, request)
+            except AnthropicRxError as exc:
+                reader.fail(exc)
+                return
+            reader.meta = ResponseMeta.from_headers(response.status_code, response.headers)
+            deadline = None if request.total is None else loop.time() + request.total
+            await drive_async(
+                Body(response.aiter_bytes(), response.aclose, reader.meta, drain=True),
+                reader,
+                demand,
+                idle_timeout=request.idle,
+                deadline=deadline,
+            )
+        finally:
+            self._pools.release(http)
 
-    async def _open(self, request: _Request) -> httpx.Response:
+    async def _open(self, http: httpx.AsyncClient, request: _Request) -> httpx.Response:
         """Send the request, retrying what may be retried; return an accepted event stream.
 
         Raises:
@@ -271,7 +289,7 @@ class Client:
         while True:
             retry_after: float | None = None
             try:
-                response = await self._send(request)
+                response = await self._send(http, request)
             except APIConnectionError as exc:
                 error: AnthropicRxError = exc
                 retryable = True
@@ -291,15 +309,16 @@ class Client:
             await asyncio.sleep(_retry_delay(attempt, retry_after))
             attempt += 1
 
-    async def _send(self, request: _Request) -> httpx.Response:
-        http_request = self._http.build_request(
+    @staticmethod
+    async def _send(http: httpx.AsyncClient, request: _Request) -> httpx.Response:
+        http_request = http.build_request(
             "POST", request.url, headers=request.headers, content=request.content
         )
         try:
             if request.total is None:
-                return await self._http.send(http_request, stream=True)
+                return await http.send(http_request, stream=True)
             async with asyncio.timeout(request.total):
-                return await self._http.send(http_request, stream=True)
+                return await http.send(http_request, stream=True)
         except (httpx.TimeoutException, TimeoutError) as exc:
             kind = (
                 "connect" if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout) else "read"
@@ -310,6 +329,46 @@ class Client:
             raise error from exc
         except httpx.TransportError as exc:
             raise APIConnectionError(f"could not reach the API: {exc!r}") from exc
+
+
+class _Pools:
+    """The connection pools of one client: one, split into more as streams pile up.
+
+    httpcore's pool does work in proportion to its connections for every request it places,
+    so a thousand streams in one pool cost time quadratic in their number. A new stream goes
+    to the least busy pool; a new pool opens only when every pool has ``_STREAMS_PER_POOL``
+    open streams. One stream at a time always uses the first pool, and so its connection.
+    """
+
+    __slots__ = ("_active", "_grow", "_pools")
+
+    def __init__(
+        self, first: httpx.AsyncClient, *, grow: Callable[[], httpx.AsyncClient] | None = None
+    ) -> None:
+        self._pools = [first]
+        self._active = [0]
+        self._grow = grow
+
+    def acquire(self) -> httpx.AsyncClient:
+        active = self._active
+        index = min(range(len(active)), key=active.__getitem__)
+        if (
+            active[index] >= _STREAMS_PER_POOL
+            and self._grow is not None
+            and len(active) < _MAX_POOLS
+        ):
+            self._pools.append(self._grow())
+            active.append(0)
+            index = len(active) - 1
+        active[index] += 1
+        return self._pools[index]
+
+    def release(self, pool: httpx.AsyncClient) -> None:
+        self._active[self._pools.index(pool)] -= 1
+
+    async def aclose(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
 
 
 class _Request:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import math
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -59,6 +58,7 @@ from ._meta import ResponseMeta
 from ._pacing import Demand, current_demand
 from ._snapshot import MessageBuilder
 from ._sse import DEFAULT_MAX_LINE_BYTES, ServerSentEvent, SSEDecoder
+from ._watchdog import Watchdog
 
 __all__ = [
     "Body",
@@ -351,29 +351,23 @@ async def _drive_timed(
     idle_timeout: float | None,
     deadline: float | None,
 ) -> None:
-    loop = asyncio.get_running_loop()
-    total = math.inf if deadline is None else deadline
-    idle = math.inf if idle_timeout is None else idle_timeout
-
-    def next_deadline() -> float:
-        return min(total, loop.time() + idle)
-
+    watchdog = Watchdog(idle_timeout, deadline)
     progress = reader.progress
     try:
-        async with asyncio.timeout(next_deadline()) as scope:
+        with watchdog:
             async for chunk in chunks:
                 if not reader.feed(chunk):
                     return
                 if reader.progress != progress:  # pings do not count as progress
                     progress = reader.progress
-                    scope.reschedule(next_deadline())
+                    watchdog.progress()
                 if demand is not None and not demand.ready:
-                    scope.reschedule(None if total == math.inf else total)
+                    watchdog.pause()
                     await demand.wait()
-                    scope.reschedule(next_deadline())
+                    watchdog.resume()
             reader.end()
     except TimeoutError as exc:
-        kind = "total" if loop.time() >= total else "idle"
+        kind = watchdog.expired or "read"
         error = APITimeoutError(
             f"no event for {idle_timeout} s" if kind == "idle" else "the stream took too long",
             kind=kind,

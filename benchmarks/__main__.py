@@ -1,7 +1,8 @@
 """Run the benchmarks: ``python -m benchmarks [--quick] [--guard]``.
 
 Everything in one run, side by side: anthropic-rx, the official ``anthropic`` SDK, httpx-sse
-and an orjson floor, in memory and over loopback, then 1,000 concurrent streams. Each
+and an orjson floor, in memory and over loopback, then 1,000 concurrent streams, then an SSE
+relay (upstream → an app streaming the text as SSE → a reader) built on each. Each
 measurement runs in a fresh process; the contenders of one comparison run back to back, in an
 order that rotates between repeats, so that they share the machine's noise.
 
@@ -42,7 +43,12 @@ class Config:
     flat: tuple[str, str]
     concurrency: int
     interval_ms: int
+    relay_stream: str = "text-1000"
+    relay_rate: int = 200
+    relay_unpaced: str = "text-10000"
+    relay_min_time: float = 1.0
     concurrent: list[str] = field(default_factory=lambda: ["rx", "sdk", "floor"])
+    relays: list[str] = field(default_factory=lambda: ["rx", "sdk", "direct"])
 
 
 FULL = Config(
@@ -77,6 +83,8 @@ QUICK = Config(
     flat=("text-1000", "text-10000"),
     concurrency=200,
     interval_ms=5,
+    relay_stream="text-400",
+    relay_min_time=0.5,
 )
 
 # Each group's contenders run back to back, one fresh process each, in an order that rotates
@@ -125,6 +133,44 @@ class Server:
             process.wait(timeout=10)
 
 
+class Relay(Server):
+    """A relay app (``benchmarks._relay``) for one contender, in its own process."""
+
+    def __init__(self, contender: str, upstream: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks._relay", contender, upstream],
+            cwd=HERE.parent,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line.startswith("PORT "):
+            self.stop()
+            raise RuntimeError(f"the {contender} relay did not start: {line!r}")
+        self.base_url = f"http://127.0.0.1:{int(line.split()[1])}"
+
+
+def run_relay(config: Config, contender: str, base_url: str) -> dict[str, Any]:
+    """One relay measurement: start the contender's relay (none for ``direct``), read it."""
+    relay = None if contender == "direct" else Relay(contender, base_url)
+    spec = {
+        "kind": "relay",
+        "contender": contender,
+        "url": base_url if relay is None else relay.base_url,
+        "stream": config.relay_stream,
+        "rate": config.relay_rate,
+        "unpaced_stream": config.relay_unpaced,
+        "min_time": config.relay_min_time,
+    }
+    try:
+        return run_child(spec, timeout=300)
+    finally:
+        if relay is not None:
+            relay.stop()
+
+
 def run_child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Run one measuring process and return what it printed."""
     env = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -154,6 +200,7 @@ def measure(config: Config, base_url: str) -> dict[str, Any]:
     """Every repeat of every comparison and of the concurrency run; raw results."""
     runs: list[dict[str, Any]] = []
     concurrency: list[dict[str, Any]] = []
+    relays: list[dict[str, Any]] = []
     errors: list[str] = []
     started = time.monotonic()
     groups = list(GROUPS)
@@ -194,6 +241,13 @@ def measure(config: Config, base_url: str) -> dict[str, Any]:
                 errors.append(f"concurrency {contender} (repeat {repeat + 1}): {result['error']}")
                 continue
             concurrency.append({**result, "repeat": repeat})
+        for contender in rotated(config.relays, repeat):
+            result = run_relay(config, contender, base_url)
+            _progress(started, f"repeat {repeat + 1}/{config.repeats}: relay {contender}", result)
+            if "error" in result:
+                errors.append(f"relay {contender} (repeat {repeat + 1}): {result['error']}")
+                continue
+            relays.append({**result, "repeat": repeat})
     ladder = run_ladder(config)
     _progress(started, "cost per layer of anthropic-rx", ladder)
     if "error" in ladder:
@@ -201,6 +255,7 @@ def measure(config: Config, base_url: str) -> dict[str, Any]:
     return {
         "runs": runs,
         "concurrency": concurrency,
+        "relays": relays,
         "ladder": ladder,
         "errors": errors,
         "elapsed_s": time.monotonic() - started,

@@ -15,6 +15,14 @@ and reads the JSON printed on the last line of stdout. Two kinds of spec:
     When every reader has its first token, sample RSS (memory per open stream), release the
     gate, and read the rest, ``interval_ms`` apart. Wall time, CPU time and the time to first
     token of each stream.
+
+``{"kind": "relay", "contender", "url", "stream", "rate", "unpaced_stream", "min_time"}``
+    Read a relayed reply's text as a browser would, over one connection: from the relay
+    process at ``url`` (``POST /relay``), or, for ``direct``, from the loopback server itself.
+    Paced: the server sends ``stream`` at ``rate`` events per second with its send time in
+    each text delta; the latency of each delta is its arrival time here minus that send time.
+    Unpaced: ``unpaced_stream`` as fast as it goes, repeated for ``min_time``; text deltas per
+    second (wall), and the relay's own CPU time per delta (``GET /cpu`` before and after).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import re
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from ._contenders import Target, make, make_concurrent
@@ -151,6 +160,73 @@ async def _concurrency(spec: dict[str, Any]) -> dict[str, Any]:
         await target.aclose()
 
 
+async def _relay(spec: dict[str, Any]) -> dict[str, Any]:
+    import httpx
+    import orjson
+
+    direct = spec["contender"] == "direct"
+    body = {"model": "bench", "max_tokens": 64000, "messages": [], "stream": True}
+    path = "/v1/messages" if direct else "/relay"
+    async with httpx.AsyncClient(base_url=spec["url"], timeout=120.0) as http:
+
+        async def read(route: str, on_text: Callable[[str, int], None]) -> None:
+            headers = {"x-bench-route": route}
+            async with http.stream("POST", path, json=body, headers=headers) as response:
+                response.raise_for_status()
+                tail = b""
+                async for chunk in response.aiter_raw():
+                    now = time.monotonic_ns()
+                    frames = (tail + chunk).split(b"\n\n")
+                    tail = frames.pop()
+                    for frame in frames:
+                        start = frame.find(b"data: ")
+                        if start < 0:
+                            continue
+                        data = orjson.loads(frame[start + 6 :])
+                        if direct:
+                            if data.get("type") != "content_block_delta":
+                                continue
+                            data = data["delta"]
+                        if "text" in data:
+                            on_text(data["text"], now)
+
+        async def relay_cpu() -> float:
+            return 0.0 if direct else float((await http.get("/cpu")).text)
+
+        ignore: Callable[[str, int], None] = lambda text, now: None  # noqa: E731
+        for _ in range(3):  # warm: imports, connections, code paths on both sides
+            await read("s/short", ignore)
+        latencies_ms: list[float] = []
+
+        def stamped(text: str, now: int) -> None:
+            latencies_ms.append((now - int(text)) / 1e6)
+
+        await read(f"t/{spec['stream']}/{spec['rate']}", stamped)
+        unpaced = generate(spec["unpaced_stream"])
+        pieces: list[str] = []
+        walls: list[float] = []
+        cpus: list[float] = []
+        counts: list[int] = []
+        while not walls or (sum(walls) < float(spec["min_time"]) and len(walls) < 50):
+            pieces.clear()
+            cpu0 = await relay_cpu()
+            wall0 = time.perf_counter()
+            await read(f"s/{unpaced.name}", lambda text, now: pieces.append(text))
+            walls.append(time.perf_counter() - wall0)
+            cpus.append(await relay_cpu() - cpu0)
+            counts.append(len(pieces))
+    return {
+        "contender": spec["contender"],
+        "rate": spec["rate"],
+        "latencies_ms": sorted(latencies_ms),
+        "unpaced_stream": unpaced.name,
+        "unpaced_deltas": counts[-1],
+        "unpaced_wall_s": walls,
+        "unpaced_relay_cpu_s": cpus,
+        "ok": "".join(pieces) == unpaced.text and len(latencies_ms) > 0,
+    }
+
+
 async def _release(base_url: str, gate: str) -> None:
     host, _, port = base_url.removeprefix("http://").partition(":")
     reader, writer = await asyncio.open_connection(host, int(port))
@@ -167,7 +243,8 @@ async def _release(base_url: str, gate: str) -> None:
 def main() -> None:
     warnings.simplefilter("ignore", DeprecationWarning)
     spec = json.loads(sys.argv[1])
-    runner = _streams if spec["kind"] == "streams" else _concurrency
+    runners = {"streams": _streams, "concurrency": _concurrency, "relay": _relay}
+    runner = runners[spec["kind"]]
     result = asyncio.run(runner(spec))
     result["memory"] = memory()
     sys.stdout.write("\n" + json.dumps(result) + "\n")

@@ -47,6 +47,10 @@ CEILINGS: dict[tuple[str, str], float] = {
     ("text", "sdk-text"): 0.13,
 }
 CONCURRENCY_CEILING = 0.7
+# The relay's p99 comes from a few hundred samples on a shared 2-core machine: the guard holds
+# the line below the SDK relay's level rather than at the goal's, so that scheduling noise
+# alone does not fail CI while a step back to the SDK's cost does.
+RELAY_CEILING = 3.5
 
 WHY = {
     "floor": (
@@ -73,8 +77,10 @@ WHY = {
         "httpx floor itself takes more than half of the SDK's time)."
     ),
     "relay": (
-        "**SSE relay latency** is measured once the library has its SSE response sink; it "
-        "does not exist yet."
+        "**≤ 2 ms p99 added by the relay.** Three processes (server, relay, reader) share two "
+        "cores; the p99 of a few hundred deltas is set by a handful of scheduling delays of "
+        "the relay process, as the spread between repeats shows, not by its work per delta "
+        "(see the relay's CPU µs per delta)."
     ),
 }
 
@@ -227,6 +233,9 @@ class Report:
         self.concurrency: dict[str, dict[int, dict[str, Any]]] = {}
         for row in raw["concurrency"]:
             self.concurrency.setdefault(row["contender"], {})[row["repeat"]] = row
+        self.relays: dict[str, dict[int, dict[str, Any]]] = {}
+        for row in raw.get("relays", []):
+            self.relays.setdefault(row["contender"], {})[row["repeat"]] = row
 
     # --- numbers ---------------------------------------------------------------------------
 
@@ -297,6 +306,71 @@ class Report:
 
         return Spread([per(first[r]) - per(second[r]) for r in first if r in second])
 
+    def relay_latency(self, contender: str, q: float) -> dict[int, float]:
+        """The ``q`` quantile of the paced relay's per-delta latency, ms, per repeat."""
+        rows = self.relays.get(contender, {})
+        return {r: _quantile(row["latencies_ms"], q) for r, row in rows.items()}
+
+    def relay_added(self, contender: str, q: float) -> Spread:
+        """Latency quantile through the relay minus the same read directly, ms, per repeat."""
+        relayed = self.relay_latency(contender, q)
+        direct = self.relay_latency("direct", q)
+        return Spread([relayed[r] - direct[r] for r in relayed if r in direct])
+
+    def relay_rate(self, contender: str) -> Spread:
+        """Unpaced relay: text deltas per second reaching the reader (best of each repeat)."""
+        rows = self.relays.get(contender, {}).values()
+        return Spread([row["unpaced_deltas"] / min(row["unpaced_wall_s"]) for row in rows])
+
+    def relay_cpu(self, contender: str) -> Spread:
+        """Unpaced relay: the relay process's CPU µs per text delta (median of each repeat)."""
+        rows = self.relays.get(contender, {}).values()
+        return Spread(
+            [
+                statistics.median(row["unpaced_relay_cpu_s"]) * 1e6 / row["unpaced_deltas"]
+                for row in rows
+            ]
+        )
+
+    def relay_table(self) -> str:
+        if not self.relays:
+            return "Not measured in this run."
+        names = {
+            "rx": "anthropic-rx relay",
+            "sdk": "SDK relay",
+            "direct": "direct read, no relay (baseline)",
+        }
+        lines = [
+            "| reader of | latency p50 ms | p99 ms | max ms | added p50 ms | added p99 ms "
+            "| unpaced deltas/s | relay CPU µs/delta |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for contender in ("rx", "sdk", "direct"):
+            if contender not in self.relays:
+                continue
+            relayed = contender != "direct"
+            cells = [
+                names[contender],
+                Spread(list(self.relay_latency(contender, 0.5).values())).show(2),
+                Spread(list(self.relay_latency(contender, 0.99).values())).show(2),
+                Spread(list(self.relay_latency(contender, 1.0).values())).show(1),
+                self.relay_added(contender, 0.5).show(2) if relayed else "",
+                self.relay_added(contender, 0.99).show(2) if relayed else "",
+                f"{self.relay_rate(contender).median:,.0f}",
+                self.relay_cpu(contender).show(1) if relayed else "",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        rx, sdk = self.relay_rate("rx"), self.relay_rate("sdk")
+        if rx and sdk:
+            lines += [
+                "",
+                "Unpaced throughput anthropic-rx relay / SDK relay: "
+                f"{rx.median / sdk.median:.1f}x; "
+                f"relay CPU per delta anthropic-rx / SDK: "
+                f"{self.relay_cpu('rx').median / self.relay_cpu('sdk').median:.3f}.",
+            ]
+        return "\n".join(lines)
+
     def failures(self) -> list[str]:
         """Measurements whose result did not match the stream's text."""
         bad = sorted(
@@ -306,8 +380,11 @@ class Report:
                 if not row["ok"]
             }
         )
-        return bad + [
+        bad += [
             f"concurrency/{row['contender']}" for row in self.raw["concurrency"] if not row["ok"]
+        ]
+        return bad + [
+            f"relay/{row['contender']}" for row in self.raw.get("relays", []) if not row["ok"]
         ]
 
     # --- targets ---------------------------------------------------------------------------
@@ -361,11 +438,13 @@ class Report:
         )
         out.append(
             Target(
-                "SSE relay: added latency p99 at 200 events/s",
+                f"SSE relay: added latency p99 at {self.config.get('relay_rate', 200)} events/s, "
+                "anthropic-rx relay - direct read",
                 "≤ 2 ms",
                 2.0,
-                Spread([]),
+                self.relay_added("rx", 0.99),
                 unit="ms",
+                ceiling=RELAY_CEILING,
             )
         )
         return out
@@ -389,7 +468,7 @@ class Report:
     def target_table(self) -> str:
         lines = [
             "| target | goal | guard | this run: median [min-max] | status |",
-            "|---|---|---|---|",
+            "|---|---|---|---|---|",
         ]
         for t in self.targets():
             value = t.value.show(3) + (f" {t.unit}" if t.value and t.unit != "x" else "")
@@ -629,10 +708,21 @@ class Report:
             "",
             "## SSE relay",
             "",
-            "Not yet measured: the library has no SSE response sink yet (`anthropic_rx.sinks` "
-            "does not exist in this tree), so client → anthropic-rx → SSE response → reader "
-            "cannot be timed. The target (≤ 2 ms p99 added latency at 200 events/s) and the "
-            "unpaced relay's throughput next to the SDK's remain open.",
+            "client → relay → SSE response → reader, each in its own process: the loopback "
+            "server sends a reply, the relay (`benchmarks/_relay.py`: a Starlette app under "
+            "uvicorn, the same app around each contender) reads it with anthropic-rx "
+            "(`client.stream(...)` + `raise_on_error()` + `text_deltas()` + "
+            "`to_async_iterator`) or with the SDK (`messages.stream(...).text_stream`) and "
+            'writes each text delta as `data: {"text": ...}`; the reader reads that response '
+            "with httpx. Paced: "
+            f"`{self.config.get('relay_stream', '')}` at {self.config.get('relay_rate', '')} "
+            "events/s, the server's send time in each delta; latency = arrival at the reader - "
+            "send time (one machine, one monotonic clock). *Added*: minus the same quantile of "
+            "the reader reading the server directly, per repeat. Unpaced: "
+            f"`{self.config.get('relay_unpaced', '')}` as fast as it goes; the relay's CPU "
+            "time per delta from its own `time.process_time()`.",
+            "",
+            self.relay_table(),
         ]
         failures = self.failures()
         if failures or self.raw["errors"]:
@@ -690,9 +780,10 @@ METHOD = """## Method
   with a plain `httpx.AsyncClient`. Each result is checked against the stream's text.
 - **Loopback** (`benchmarks/_server.py`): a minimal HTTP/1.1 server (h11 on asyncio) in its own
   process, serving the same generated bytes to every contender in 4 KiB chunked writes; each
-  contender keeps one client (one connection pool) for all its requests. The library's own
-  fake server (`anthropic_rx.testing.FakeAnthropic`) did not exist when this suite was
-  written.
+  contender keeps one client (one connection pool) for all its requests. It is not the
+  library's fake server (`anthropic_rx.testing.FakeAnthropic`), which records every request
+  for tests: the benchmark server does the least work per byte, so that what is measured is
+  the reading side.
 - **Processes**: one fresh process per contender, comparison and repeat
   (`benchmarks/_child.py`); the contenders of one comparison run back to back, in an order
   that rotates between repeats; each warms its code path on `short` before measuring.
@@ -700,6 +791,6 @@ METHOD = """## Method
   inflates wall time unevenly; wall time is reported too.
 - **Targets** are checked only here, never in unit tests. `python -m benchmarks --quick
   --guard` (`make bench-quick`) runs a smaller set (streams up to 10k deltas, 3 repeats, 200
-  concurrent streams) and exits 1 when a target is missed by more than the spread of its
-  repeats.
+  concurrent streams, a 400-delta paced relay) and exits 1 when a value passes its guard by
+  more than the spread of its repeats.
 """

@@ -8,7 +8,10 @@ contender, in its own process so that its work does not count against the client
 - ``/g/{stream}/{gate}/{interval_ms}``: every event up to the first delta at once, then nothing
   until ``POST /release/{gate}``, then one event per write, ``interval_ms`` apart (streams held
   open and idle, for the concurrency benchmark);
-- ``/p/{stream}/{rate}``: one event per write, ``rate`` events per second (paced replies).
+- ``/p/{stream}/{rate}``: one event per write, ``rate`` events per second (paced replies);
+- ``/t/{stream}/{rate}``: the same, with the text of every text delta replaced by the
+  server's ``time.monotonic_ns()`` when it writes it and a space (for latency: the clock is
+  the machine's, shared by every process).
 
 A request may name its route in an ``x-bench-route`` header (e.g. ``s/text-1000``) instead of
 its path, so that one client with one connection pool reads every stream. The request body is
@@ -22,10 +25,11 @@ import asyncio
 import contextlib
 import functools
 import sys
+import time
 
 import h11
 
-from ._streams import chunked, generate
+from ._streams import chunked, frame, generate
 
 __all__ = ["main", "serve"]
 
@@ -44,7 +48,7 @@ def _chunks(name: str) -> list[bytes]:
 
 @functools.cache
 def _frames(name: str) -> list[bytes]:
-    return [frame + b"\n\n" for frame in generate(name).body.split(b"\n\n")[:-1]]
+    return [event + b"\n\n" for event in generate(name).body.split(b"\n\n")[:-1]]
 
 
 class _Server:
@@ -125,26 +129,35 @@ class _Server:
             writer.write(conn.send(h11.Data(data=b"".join(frames[: first + 1]))))
             await writer.drain()
             await gate.wait()
-            for frame in frames[first + 1 :]:
+            for event in frames[first + 1 :]:
                 if interval:
                     await asyncio.sleep(interval)
-                writer.write(conn.send(h11.Data(data=frame)))
+                writer.write(conn.send(h11.Data(data=event)))
                 await writer.drain()
-        elif route == "p":
-            await self._paced(conn, writer, _frames(name), float(args[0]))
+        elif route in ("p", "t"):
+            await self._paced(conn, writer, _frames(name), float(args[0]), stamp=route == "t")
         writer.write(conn.send(h11.EndOfMessage()))
         await writer.drain()
 
     async def _paced(
-        self, conn: h11.Connection, writer: asyncio.StreamWriter, frames: list[bytes], rate: float
+        self,
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+        frames: list[bytes],
+        rate: float,
+        *,
+        stamp: bool = False,
     ) -> None:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        for i, frame in enumerate(frames):
+        for i, data in enumerate(frames):
             delay = start + i / rate - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            writer.write(conn.send(h11.Data(data=frame)))
+            if stamp and data.startswith(b"event: content_block_delta"):
+                delta = {"type": "text_delta", "text": f"{time.monotonic_ns()} "}
+                data = frame({"type": "content_block_delta", "index": 0, "delta": delta})
+            writer.write(conn.send(h11.Data(data=data)))
             await writer.drain()
 
     async def _plain(

@@ -20,7 +20,7 @@ import json
 import random
 from dataclasses import dataclass
 
-__all__ = ["Stream", "chunked", "generate", "parse_name"]
+__all__ = ["Stream", "chunked", "frame", "generate", "parse_name"]
 
 _WORD_LIST = (
     "the of and to in is that it for as with was on be by this are at from or an have not "
@@ -63,7 +63,8 @@ def parse_name(name: str) -> tuple[str, int]:
     return kind, int(size)
 
 
-def _frame(payload: dict[str, object]) -> bytes:
+def frame(payload: dict[str, object]) -> bytes:
+    """One SSE event of the API: ``event: <type>`` and its JSON ``data`` line."""
     data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
     return f"event: {payload['type']}\ndata: {data}\n\n".encode()
 
@@ -132,7 +133,7 @@ def generate(name: str) -> Stream:
     """The stream called ``name`` (cached: generating 100k deltas takes a moment)."""
     kind, size = parse_name(name)
     rng = random.Random(f"anthropic-rx-bench:{name}")
-    frames: list[bytes] = [_frame(_message_start(name, rng))]
+    frames: list[bytes] = [frame(_message_start(name, rng))]
     text_parts: list[str] = []
     deltas = 0
     index = 0
@@ -140,17 +141,17 @@ def generate(name: str) -> Stream:
 
     def block(start: dict[str, object], delta_kind: str, field: str, pieces: list[str]) -> None:
         nonlocal index, deltas
-        frames.append(_frame({"type": "content_block_start", "index": index, **start}))
+        frames.append(frame({"type": "content_block_start", "index": index, **start}))
         if index == 0:
-            frames.append(_frame({"type": "ping"}))
+            frames.append(frame({"type": "ping"}))
         for piece in pieces:
             delta = {"type": delta_kind, field: piece}
-            frames.append(_frame({"type": "content_block_delta", "index": index, "delta": delta}))
+            frames.append(frame({"type": "content_block_delta", "index": index, "delta": delta}))
         deltas += len(pieces)
 
     def stop_block() -> None:
         nonlocal index
-        frames.append(_frame({"type": "content_block_stop", "index": index}))
+        frames.append(frame({"type": "content_block_stop", "index": index}))
         index += 1
 
     if kind == "thinking":
@@ -161,7 +162,7 @@ def generate(name: str) -> Stream:
             _pieces(rng, size),
         )
         signature = {"type": "signature_delta", "signature": "Eq" + "A" * 340 + "=="}
-        frames.append(_frame({"type": "content_block_delta", "index": index, "delta": signature}))
+        frames.append(frame({"type": "content_block_delta", "index": index, "delta": signature}))
         deltas += 1
         stop_block()
     text_count = {"text": size, "tool": 5, "thinking": max(1, size // 10)}[kind]
@@ -186,7 +187,7 @@ def generate(name: str) -> Stream:
         stop_block()
         stop_reason = "tool_use"
     frames.append(
-        _frame(
+        frame(
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": stop_reason, "stop_sequence": None},
@@ -194,7 +195,7 @@ def generate(name: str) -> Stream:
             }
         )
     )
-    frames.append(_frame({"type": "message_stop"}))
+    frames.append(frame({"type": "message_stop"}))
     return Stream(name, b"".join(frames), len(frames), deltas, "".join(text_parts))
 
 

@@ -447,6 +447,48 @@ async def test_total_timeout(fake: testing.FakeAnthropic, served: str) -> None:
     await fake.wait_closed()
 
 
+async def test_total_timeout_counts_the_wait_for_the_response(
+    fake: testing.FakeAnthropic, served: str
+) -> None:
+    fake.add_stream(testing.text_reply(*(["word "] * 20)), latency=0.2, tokens_per_second=50)
+    async with arx.Client(base_url=served, timeout=0.3, idle_timeout=5, max_retries=0) as c:
+        started = time.monotonic()
+        with pytest.raises(arx.APITimeoutError) as caught:
+            await arx.final_message(c.stream(**PARAMS))
+    assert caught.value.kind == "total"
+    # The body's share is what the headers left of the budget, not a fresh 0.3 s.
+    assert time.monotonic() - started < 0.45
+    await fake.wait_closed()
+
+
+async def test_idle_timeout_bounds_the_wait_for_the_response(
+    fake: testing.FakeAnthropic, served: str
+) -> None:
+    fake.add_stream(testing.text_reply("late"), latency=1.0)
+    async with arx.Client(base_url=served, idle_timeout=0.2, max_retries=0) as c:
+        started = time.monotonic()
+        with pytest.raises(arx.APITimeoutError) as caught:
+            await arx.final_message(c.stream(**PARAMS))
+    assert caught.value.kind == "idle"
+    assert caught.value.partial_message is None  # nothing had arrived
+    assert time.monotonic() - started < 0.7
+    await fake.wait_closed()
+
+
+@pytest.mark.parametrize("transport", ["loopback", "memory"])
+async def test_a_per_call_idle_timeout_may_exceed_the_clients(
+    fake: testing.FakeAnthropic, served: str, transport: str
+) -> None:
+    data = fixture_bytes("docs_basic_text")
+    fake.add_stream(data, stall_after=data.index(b"event: content_block_delta"), stall_for=0.4)
+    options: dict[str, Any] = (
+        {"base_url": served} if transport == "loopback" else {"transport": fake.transport}
+    )
+    async with arx.Client(idle_timeout=0.1, max_retries=0, **options) as c:
+        message = await arx.final_message(c.stream(idle_timeout=2.0, **PARAMS))
+    assert message.stop_reason == "end_turn"
+
+
 async def test_meta_reachable_inside_the_pipeline(
     fake: testing.FakeAnthropic, client: arx.Client
 ) -> None:

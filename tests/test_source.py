@@ -380,6 +380,28 @@ async def test_an_exception_from_the_chunk_iterable_is_passed_through(kind: str)
     assert recorder.closed
 
 
+@pytest.mark.parametrize(
+    ("raised", "named"),
+    [
+        (httpx.ReadError("socket closed"), "socket closed"),
+        (httpx.RemoteProtocolError(""), "Remote"),
+    ],
+)
+def test_a_transport_error_mid_body_is_a_connection_error_that_says_what(
+    raised: httpx.TransportError, named: str
+) -> None:
+    def body() -> Iterator[bytes]:
+        yield frames(fixture_bytes("docs_basic_text"))[0]
+        raise raised
+
+    outcome = collect_sync(arx.from_sse_bytes(body()))
+    assert isinstance(outcome.error, arx.APIConnectionError)
+    assert outcome.error.__cause__ is raised
+    assert str(outcome.error).startswith("connection lost mid-stream: ")
+    assert named in str(outcome.error)  # never an empty reason
+    assert outcome.error.partial_message is not None
+
+
 @pytest.mark.parametrize("source", ["event: ping\n", ""])
 def test_a_str_source_is_a_type_error_at_call_time(source: str) -> None:
     with pytest.raises(TypeError, match="bytes"):
@@ -605,3 +627,13 @@ def test_sources_are_iterables_of_chunks() -> None:
     chunks: Iterable[bytes] = (bytes([b]) for b in fixture_bytes("docs_basic_text"))
     outcome = collect_sync(arx.from_sse_bytes(chunks))
     assert outcome.events == reference("docs_basic_text").events
+
+
+def test_an_error_event_carries_the_message_before_it_off_the_wire() -> None:
+    outcome = collect_sync(arx.from_sse_bytes(fixture_bytes("docs_error_overloaded_midstream")))
+    error = outcome.events[-1]
+    assert isinstance(error, arx.ErrorEvent)
+    assert error.partial_message is not None
+    assert error.partial_message.content[0].model_dump()["text"] == "Hello"
+    assert "partial_message" not in error.model_dump()  # not wire data
+    assert outcome.completed

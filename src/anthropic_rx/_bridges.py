@@ -30,8 +30,9 @@ from reactivex import abc
 from reactivex.disposable import Disposable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
+from ._error_event import error_of_event
 from ._events import ErrorEvent, Message, MessageStartEvent, MessageStreamEvent
-from ._exceptions import IncompleteStreamError, api_error_from_body
+from ._exceptions import IncompleteStreamError
 from ._meta import ResponseMeta
 from ._pacing import Demand, current_demand, demand_scope
 from ._snapshot import MessageBuilder
@@ -191,7 +192,8 @@ def to_async_iterator(
         dispose the subscription and close the HTTP response.
 
     Raises:
-        Whatever the Observable errors with, at the ``async for``, after the items before it.
+        Exception: whatever the Observable errors with, at the ``async for``, after the items
+            before it.
 
     Example:
         >>> async for text in arx.to_async_iterator(events.pipe(ops.text_deltas())): ...
@@ -284,7 +286,8 @@ def to_iterator(
 
     Raises:
         RuntimeError: at the first ``next()`` when an event loop is running in this thread.
-        Whatever the Observable errors with, at the ``for``, after the items before it.
+        Exception: whatever the Observable errors with, at the ``for``, after the items before
+            it.
 
     Example:
         >>> for text in arx.to_iterator(events.pipe(ops.text_deltas())): print(text, end="")
@@ -393,13 +396,15 @@ def from_async_iterable(iterable: AsyncIterable[T]) -> reactivex.Observable[T]:
 async def final_message(events: reactivex.Observable[MessageStreamEvent]) -> Message:
     """Await the complete message of a stream.
 
+    Cancelling the awaiting task disposes the subscription and closes the response.
+
     Raises:
         APIError: the stream sent an ``error`` event (the typed subclass by ``error.type``,
             e.g. :class:`OverloadedError`), with ``.partial_message``.
         IncompleteStreamError: the stream completed without ``message_stop`` (e.g. a pipeline
             that cancelled it).
-        Any error of the stream itself (:class:`ProtocolError`, :class:`APIConnectionError`...).
-        Cancelling the awaiting task disposes the subscription and closes the response.
+        Exception: any error of the stream itself (:class:`ProtocolError`,
+            :class:`APIConnectionError`...).
     """
     loop = asyncio.get_running_loop()
     done: asyncio.Future[Message] = loop.create_future()
@@ -425,10 +430,8 @@ async def final_message(events: reactivex.Observable[MessageStreamEvent]) -> Mes
         if kind is ErrorEvent:
             error_event = cast(ErrorEvent, event)
             fail(
-                api_error_from_body(
-                    error_event.model_dump(mode="json"),
-                    status_code=200,
-                    fallback_message="the API sent an error event",
+                error_of_event(
+                    error_event,
                     partial_message=builder().message(),
                     meta=error_event.response_meta or meta,
                 )

@@ -71,8 +71,9 @@ class CancelToken:
         """Fire the signal; later calls do nothing. Thread-safe.
 
         Raises:
-            The first exception raised by a callback that runs in this call (callbacks bound to
-            an event loop are queued there instead); the remaining callbacks still run.
+            Exception: the first exception raised by a callback that runs in this call
+                (callbacks bound to an event loop are queued there instead); the remaining
+                callbacks still run.
         """
         with self._lock:
             if self._cancelled:

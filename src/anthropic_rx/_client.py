@@ -76,10 +76,13 @@ class Client:
         max_retries: retries of connection errors and 408/409/429/5xx before the response is
             accepted (``x-should-retry`` decides when present); exponential backoff with jitter,
             ``retry-after-ms`` / ``retry-after`` honoured up to 60 s.
-        timeout: seconds for one request, from sending it to the end of its body.
+        timeout: seconds for one try of a request, from sending it to the end of its body
+            (waiting for the response included; a retry starts a new count), then
+            :class:`APITimeoutError` with ``kind="total"``.
         connect_timeout: seconds to establish a connection.
         idle_timeout: seconds without an event other than ``ping`` (the API's keep-alive pings
-            do not reset it) before :class:`APITimeoutError` with ``kind="idle"``.
+            do not reset it), or without the response's headers, before
+            :class:`APITimeoutError` with ``kind="idle"``.
         default_headers: sent with every request.
         betas: ``anthropic-beta`` values sent with every request, merged with per-call ones.
         anthropic_version: the ``anthropic-version`` header.
@@ -137,9 +140,9 @@ class Client:
         if http_client is not None:
             self._pools = _Pools(http_client)
         else:
-            timeouts = httpx.Timeout(
-                connect=connect_timeout, read=idle_timeout, write=30.0, pool=None
-            )
+            # No read timeout in httpx: the wait for the response is bounded in ``_send`` and
+            # the body by the stream's watchdog, both by the per-call idle and total values.
+            timeouts = httpx.Timeout(connect=connect_timeout, read=None, write=30.0, pool=None)
             if transport is not None:  # one transport: one pool, whatever the load
                 self._pools = _Pools(httpx.AsyncClient(transport=transport, timeout=timeouts))
             else:
@@ -259,16 +262,17 @@ class Client:
         return headers
 
     async def _run(self, request: _Request, reader: EventReader, demand: Demand | None) -> None:
-        loop = asyncio.get_running_loop()
         http = self._pools.acquire()
         try:
             try:
-                response = await self._open(http, request)
+                response, sent_at = await self._open(http, request)
             except AnthropicRxError as exc:
                 reader.fail(exc)
                 return
             reader.meta = ResponseMeta.from_headers(response.status_code, response.headers)
-            deadline = None if request.total is None else loop.time() + request.total
+            # ``timeout`` counts from sending the request that was answered, not from the
+            # headers: a slow first byte and a slow body share one budget.
+            deadline = None if request.total is None else sent_at + request.total
             await drive_async(
                 Body(response.aiter_bytes(), response.aclose, reader.meta, drain=True),
                 reader,
@@ -279,15 +283,22 @@ class Client:
         finally:
             self._pools.release(http)
 
-    async def _open(self, http: httpx.AsyncClient, request: _Request) -> httpx.Response:
+    async def _open(
+        self, http: httpx.AsyncClient, request: _Request
+    ) -> tuple[httpx.Response, float]:
         """Send the request, retrying what may be retried; return an accepted event stream.
+
+        Each try has the whole ``timeout``. Returns the response and the loop time at which
+        its request was sent.
 
         Raises:
             APIError, APIConnectionError, APITimeoutError, ProtocolError: after the last try.
         """
+        loop = asyncio.get_running_loop()
         attempt = 0
         while True:
             retry_after: float | None = None
+            sent_at = loop.time()
             try:
                 response = await self._send(http, request)
             except APIConnectionError as exc:
@@ -300,7 +311,7 @@ class Client:
                     await response.aclose()
                     raise
                 if error_or_none is None:
-                    return response
+                    return response, sent_at
                 error = error_or_none
                 retryable = _should_retry(response)
                 retry_after = error.meta.retry_after if error.meta else None
@@ -314,17 +325,20 @@ class Client:
         http_request = http.build_request(
             "POST", request.url, headers=request.headers, content=request.content
         )
+        # Until the response's headers arrive, nothing has come for as long as the request
+        # has waited: the idle limit bounds that wait as well as the total one.
+        total, idle = request.total, request.idle
+        limit = total if idle is None or (total is not None and total <= idle) else idle
         try:
-            if request.total is None:
-                return await http.send(http_request, stream=True)
-            async with asyncio.timeout(request.total):
+            async with asyncio.timeout(limit):
                 return await http.send(http_request, stream=True)
         except (httpx.TimeoutException, TimeoutError) as exc:
-            kind = (
-                "connect" if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout) else "read"
-            )
             if isinstance(exc, TimeoutError):
-                kind = "total"
+                kind = "total" if limit == total else "idle"
+            elif isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+                kind = "connect"
+            else:  # a read timeout of the caller's own http_client
+                kind = "read"
             error = APITimeoutError(f"timed out waiting for the API ({kind})", kind=kind)
             raise error from exc
         except httpx.TransportError as exc:

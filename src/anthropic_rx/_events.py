@@ -412,12 +412,14 @@ class ErrorDetail(_Model):
 class ErrorEvent(_Model):
     """An error the API sent inside the stream (after HTTP 200).
 
-    ``response_meta`` is as on :class:`MessageStartEvent`.
+    ``response_meta`` is as on :class:`MessageStartEvent`. ``partial_message`` is the message
+    as far as it arrived before this event, set by the library's sources (not wire data).
     """
 
     type: Literal["error"] = "error"
     error: ErrorDetail
     response_meta: ResponseMeta | None = Field(default=None, exclude=True, repr=False)
+    partial_message: Message | None = Field(default=None, exclude=True, repr=False)
 
 
 class UnknownEvent(_Model):

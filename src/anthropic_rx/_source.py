@@ -187,7 +187,9 @@ class EventReader:
         if isinstance(exc, httpx.TimeoutException | TimeoutError):
             error: AnthropicRxError = APITimeoutError("timed out reading the stream", kind="read")
         else:
-            error = APIConnectionError(f"connection lost mid-stream: {exc}")
+            error = APIConnectionError(
+                f"connection lost mid-stream: {str(exc) or type(exc).__name__}"
+            )
         error.__cause__ = exc
         self.fail(error)
 
@@ -250,7 +252,11 @@ class EventReader:
             kind = event.type
             if kind != "ping":
                 self.progress += 1
-                if self.meta is not None and (kind == "message_start" or kind == "error"):
+                if kind == "error":
+                    # What arrived before the error travels with it, for whoever raises it.
+                    update = {"response_meta": self.meta, "partial_message": builder.message()}
+                    event = event.model_copy(update=update)
+                elif self.meta is not None and kind == "message_start":
                     event = event.model_copy(update={"response_meta": self.meta})
             try:
                 emit(event)

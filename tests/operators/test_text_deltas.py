@@ -49,10 +49,34 @@ def test_thinking_and_tool_input_are_not_text() -> None:
     assert not set(seen.items) & set(thinking.items)
 
 
-def test_an_error_event_is_dropped_and_the_stream_completes() -> None:
+def test_an_error_event_is_raised_typed_with_the_text_so_far() -> None:
     seen = collect(fixture_events("docs_error_overloaded_midstream").pipe(ops.text_deltas()))
     assert seen.items == ["Hello"]
-    assert seen.completed
+    assert not seen.completed
+    assert isinstance(seen.error, arx.OverloadedError)
+    assert seen.error.status_code == 200
+    partial = seen.error.partial_message
+    assert partial is not None
+    assert _text_of(partial) == "Hello"
+
+
+def test_an_error_event_raised_earlier_by_raise_on_error_is_the_same_error() -> None:
+    direct = collect(fixture_events("docs_error_overloaded_midstream").pipe(ops.text_deltas()))
+    raised = collect(
+        fixture_events("docs_error_overloaded_midstream").pipe(
+            ops.raise_on_error(), ops.text_deltas()
+        )
+    )
+    assert type(raised.error) is type(direct.error)
+    assert str(raised.error) == str(direct.error)
+    assert raised.items == direct.items
+
+
+def test_an_error_event_from_a_source_without_partial_still_raises() -> None:
+    error = arx.ErrorEvent(error=arx.ErrorDetail(type="rate_limit_error", message="slow down"))
+    seen = collect(reactivex.of(error).pipe(ops.text_deltas()))
+    assert isinstance(seen.error, arx.RateLimitError)
+    assert seen.error.partial_message is None
 
 
 def test_upstream_error_passes_through_unchanged() -> None:

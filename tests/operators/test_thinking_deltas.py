@@ -67,3 +67,9 @@ async def test_dispose_closes_the_body() -> None:
     assert await iterator.__anext__() == "Let me"
     await iterator.aclose()
     assert await settle(lambda: body.closed)
+
+
+def test_an_error_event_is_raised_typed() -> None:
+    seen = collect(fixture_events("docs_error_overloaded_midstream").pipe(ops.thinking_deltas()))
+    assert isinstance(seen.error, arx.OverloadedError)
+    assert seen.error.partial_message is not None

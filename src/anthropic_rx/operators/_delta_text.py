@@ -8,7 +8,8 @@ from typing import Any
 import reactivex
 from reactivex import abc
 
-from .._events import ContentBlockDeltaEvent, MessageStreamEvent
+from .._error_event import error_of_event
+from .._events import ContentBlockDeltaEvent, ErrorEvent, MessageStreamEvent
 
 __all__ = ["delta_text"]
 
@@ -20,7 +21,8 @@ def delta_text(
 
     Written as one observer rather than ``map`` + ``filter``: it runs for every event of every
     stream, and each reactivex layer costs a wrapped observer call per event.
-    Completion, errors and disposal pass through unchanged.
+    An ``ErrorEvent`` becomes ``on_error`` with its typed exception (as ``raise_on_error()``);
+    completion, errors and disposal pass through unchanged.
     """
 
     def operator(events: reactivex.Observable[MessageStreamEvent]) -> reactivex.Observable[str]:
@@ -34,6 +36,9 @@ def delta_text(
                     delta = event.delta
                     if type(delta) is delta_type:
                         emit(getattr(delta, attribute))
+                elif type(event) is ErrorEvent:
+                    # Dropping it would end the text as if the reply were whole.
+                    observer.on_error(error_of_event(event))
 
             return events.subscribe(
                 on_next, observer.on_error, observer.on_completed, scheduler=scheduler

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import reactivex
 from reactivex import abc
 
+from .._error_event import error_of_event
 from .._events import ErrorEvent, MessageStreamEvent
-from .._exceptions import api_error_from_body
 from ._partial import PartialTracker
 
 __all__ = ["raise_on_error"]
@@ -53,11 +53,9 @@ def raise_on_error() -> Callable[
             def on_next(event: MessageStreamEvent) -> None:
                 if isinstance(event, ErrorEvent):
                     observer.on_error(
-                        api_error_from_body(
-                            event.model_dump(mode="json"),
-                            status_code=200,
-                            fallback_message="the API sent an error event",
-                            partial_message=tracker.partial_message(),
+                        error_of_event(
+                            event,
+                            partial_message=event.partial_message or tracker.partial_message(),
                             meta=tracker.meta_for(event),
                         )
                     )

@@ -77,7 +77,8 @@ class Echo:
 
     Args:
         prefix: put before the echoed text (``"You said: "``).
-        tokens_per_second, chunk_size: delivery, as in ``fake.add_stream``.
+        tokens_per_second: delivery, as in ``fake.add_stream``.
+        chunk_size: delivery, as in ``fake.add_stream``.
 
     The reply's ``model`` is the request's. A request with no user text is answered with the
     prefix alone.

@@ -161,16 +161,16 @@ class FakeResponse:
         stall_for: float | None = None,
         stall_ping_every: float | None = None,
     ) -> FakeResponse:
-        """A ``text/event-stream`` response.
+        """A ``text/event-stream`` response. The delivery options are described on the class.
 
         Args:
             source: a :class:`Reply`, SSE bytes, the path of a ``.sse`` file (``str`` or
                 ``Path``; read now), or wire event dicts.
             error_after: ``(n, error_type, message)``: keep the first ``n`` events, then send
                 an ``error`` event and end the body.
-            status, headers: of the response; ``headers`` override the defaults
+            status: of the response.
+            headers: of the response; they override the defaults
                 (``content-type: text/event-stream; charset=utf-8``, ``cache-control``).
-            The delivery options are described on the class.
 
         Raises:
             ValueError: an option is out of range or options contradict each other.

@@ -78,7 +78,8 @@ class Reply:
         input_tokens: ``usage.input_tokens`` of ``message_start``.
         output_tokens: ``usage.output_tokens`` of ``message_start`` (the final count is in
             :meth:`stop`).
-        cache_creation_input_tokens, cache_read_input_tokens: sent in ``usage`` when given.
+        cache_creation_input_tokens: sent in ``usage`` when given.
+        cache_read_input_tokens: sent in ``usage`` when given.
         **message: more fields of the ``message_start`` message (e.g. ``container``).
 
     Example:

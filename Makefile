@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install fmt fmt-check lint typecheck test check bench bench-quick docs clean
+.PHONY: install fmt fmt-check lint typecheck test check bench bench-quick docs serve-docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,5 +39,11 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks --quick --guard
 
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
+serve-docs: $(STAMP)
+	$(BIN)/mkdocs serve
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage htmlcov dist
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage htmlcov dist site

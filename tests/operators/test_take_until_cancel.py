@@ -176,6 +176,40 @@ async def test_token_cancel_between_events_completes_and_closes_the_body() -> No
     assert body.sent == 4
 
 
+async def test_token_cancelled_by_the_consumer_stops_within_one_item() -> None:
+    # In memory the source emits its whole body in one go, while the token's callback waits
+    # for its turn on the loop: the next item must not pass even so.
+    token = arx.CancelToken()
+    seen: list[str] = []
+    completed: list[bool] = []
+
+    def on_text(text: str) -> None:
+        seen.append(text)
+        token.cancel("the consumer has seen enough")
+
+    events = arx.from_sse_bytes(sse(text_reply("One, ", "two, ", "three.")))
+    events.pipe(ops.take_until_cancel(token), ops.text_deltas()).subscribe(
+        on_text, on_completed=lambda: completed.append(True)
+    )
+    await asyncio.sleep(0)
+    assert seen == ["One, "]
+    assert completed == [True]
+
+
+async def test_asyncio_event_set_by_the_consumer_stops_within_one_item() -> None:
+    stop = asyncio.Event()
+    seen: list[str] = []
+    events = arx.from_sse_bytes(sse(text_reply("One, ", "two, ", "three.")))
+
+    def on_text(text: str) -> None:
+        seen.append(text)
+        stop.set()
+
+    events.pipe(ops.take_until_cancel(stop), ops.text_deltas()).subscribe(on_text)
+    await asyncio.sleep(0)
+    assert seen == ["One, "]
+
+
 async def test_cancel_from_another_thread_reaches_the_loop() -> None:
     body = Body(sse(text_reply("a", "b")), stall_after=3)
     token = arx.CancelToken()

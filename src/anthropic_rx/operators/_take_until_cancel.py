@@ -36,9 +36,10 @@ def take_until_cancel(
 
     The upstream subscription is disposed at once, before the completion is passed on: the
     source's task is cancelled and its HTTP response closed, even while it waits for the next
-    event. A signal already fired at subscribe time (a cancelled token, a set event, a stop
-    requested before ``flags.watch``, an Observable that emits while being subscribed such as
-    a ``BehaviorSubject``) completes at once, without subscribing upstream.
+    event. No item is passed on after the signal has fired, even one that arrives before the
+    signal's callback has run. A signal already fired at subscribe time (a cancelled token, a
+    set event, a stop requested before ``flags.watch``, an Observable that emits while being
+    subscribed such as a ``BehaviorSubject``) completes at once, without subscribing upstream.
 
     ```
     events:  -a--b--c------d--e-|
@@ -97,8 +98,14 @@ def take_until_cancel(
                     observer.on_error(error)
 
             def on_next(item: _T) -> None:
-                if not stopped:
-                    observer.on_next(item)
+                if stopped:
+                    return
+                if fired():
+                    # Fired, but its callback is still queued on the event loop (a token
+                    # cancelled on the loop's own thread): stop here, not events later.
+                    fire()
+                    return
+                observer.on_next(item)
 
             watching.disposable = watch(fire, fail, scheduler)
             if fired():  # fired while being watched (a cancel flag consumed just now)

@@ -105,11 +105,14 @@ GROUPS: dict[tuple[str, str], list[str]] = {
 
 
 class Server:
-    """The loopback server, in its own process; stops when its stdin closes."""
+    """A server process (by default the loopback server); stops when its stdin closes.
 
-    def __init__(self) -> None:
+    It prints ``PORT <n>`` once listening.
+    """
+
+    def __init__(self, *args: str, what: str = "the loopback server") -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks._server"],
+            [sys.executable, "-m", *(args or ["benchmarks._server"])],
             cwd=HERE.parent,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -119,7 +122,7 @@ class Server:
         line = self.process.stdout.readline()
         if not line.startswith("PORT "):
             self.stop()
-            raise RuntimeError(f"the loopback server did not start: {line!r}")
+            raise RuntimeError(f"{what} did not start: {line!r}")
         self.base_url = f"http://127.0.0.1:{int(line.split()[1])}"
 
     def stop(self) -> None:
@@ -133,28 +136,11 @@ class Server:
             process.wait(timeout=10)
 
 
-class Relay(Server):
-    """A relay app (``benchmarks._relay``) for one contender, in its own process."""
-
-    def __init__(self, contender: str, upstream: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks._relay", contender, upstream],
-            cwd=HERE.parent,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if not line.startswith("PORT "):
-            self.stop()
-            raise RuntimeError(f"the {contender} relay did not start: {line!r}")
-        self.base_url = f"http://127.0.0.1:{int(line.split()[1])}"
-
-
 def run_relay(config: Config, contender: str, base_url: str) -> dict[str, Any]:
     """One relay measurement: start the contender's relay (none for ``direct``), read it."""
-    relay = None if contender == "direct" else Relay(contender, base_url)
+    relay = None
+    if contender != "direct":
+        relay = Server("benchmarks._relay", contender, base_url, what=f"the {contender} relay")
     spec = {
         "kind": "relay",
         "contender": contender,

@@ -6,12 +6,11 @@ Runs against the fake Anthropic API by default (no API key, no network). With ``
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import re
 
 import anthropic_rx as arx
+from _cli import use_real_api
 from anthropic_rx import operators as ops
 from anthropic_rx import testing
 
@@ -43,16 +42,5 @@ async def main(real: bool) -> None:
         print(f"-- {words} text deltas")
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--real",
-        action="store_true",
-        default=os.environ.get("ANTHROPIC_RX_REAL") == "1",
-        help="call the real API (needs ANTHROPIC_API_KEY)",
-    )
-    return parser.parse_args()
-
-
 if __name__ == "__main__":
-    asyncio.run(main(parse_args().real))
+    asyncio.run(main(use_real_api(__doc__)))

@@ -10,14 +10,13 @@ Fake API by default; ``--real`` (or ``ANTHROPIC_RX_REAL=1``) uses ``ANTHROPIC_AP
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import re
 
 from reactivex import operators as rx_ops
 
 import anthropic_rx as arx
+from _cli import use_real_api
 from anthropic_rx import operators as ops
 from anthropic_rx import testing
 
@@ -76,16 +75,5 @@ async def main(real: bool) -> None:
         print(f"requests sent: {len(fake.requests)}")
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--real",
-        action="store_true",
-        default=os.environ.get("ANTHROPIC_RX_REAL") == "1",
-        help="call the real API (needs ANTHROPIC_API_KEY)",
-    )
-    return parser.parse_args()
-
-
 if __name__ == "__main__":
-    asyncio.run(main(parse_args().real))
+    asyncio.run(main(use_real_api(__doc__)))

@@ -13,10 +13,8 @@ The rows go to an in-memory SQLite table. Fake API by default; ``--real`` (or
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import os
 import re
 import sqlite3
 
@@ -24,6 +22,7 @@ import reactivex
 from reactivex import operators as rx_ops
 
 import anthropic_rx as arx
+from _cli import use_real_api
 from anthropic_rx import operators as ops
 from anthropic_rx import testing
 
@@ -106,16 +105,5 @@ async def main(real: bool) -> None:
         print(f"{conversation} {status:<30} tokens={tokens} estimated={bool(estimated)} {shown!r}")
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--real",
-        action="store_true",
-        default=os.environ.get("ANTHROPIC_RX_REAL") == "1",
-        help="call the real API (needs ANTHROPIC_API_KEY)",
-    )
-    return parser.parse_args()
-
-
 if __name__ == "__main__":
-    asyncio.run(main(parse_args().real))
+    asyncio.run(main(use_real_api(__doc__)))

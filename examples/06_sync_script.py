@@ -13,11 +13,10 @@ Fake API by default; ``--real`` (or ``ANTHROPIC_RX_REAL=1``) uses ``ANTHROPIC_AP
 
 from __future__ import annotations
 
-import argparse
-import os
 import re
 
 import anthropic_rx as arx
+from _cli import use_real_api
 from anthropic_rx import testing
 
 MODEL = "claude-sonnet-4-5"
@@ -46,16 +45,5 @@ def main(real: bool) -> None:
                 raise SystemExit(f"the API failed mid-stream: {event.error.message}")
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--real",
-        action="store_true",
-        default=os.environ.get("ANTHROPIC_RX_REAL") == "1",
-        help="call the real API (needs ANTHROPIC_API_KEY)",
-    )
-    return parser.parse_args()
-
-
 if __name__ == "__main__":
-    main(parse_args().real)
+    main(use_real_api(__doc__))

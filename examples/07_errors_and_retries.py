@@ -11,12 +11,11 @@ a model that does not exist (needs ``ANTHROPIC_API_KEY``).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 from typing import Any
 
 import anthropic_rx as arx
+from _cli import use_real_api
 from anthropic_rx import testing
 
 PARAMS: dict[str, Any] = {
@@ -103,16 +102,5 @@ async def with_the_real_api() -> None:
             print(f"{type(exc).__name__}: {exc}")
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--real",
-        action="store_true",
-        default=os.environ.get("ANTHROPIC_RX_REAL") == "1",
-        help="call the real API (needs ANTHROPIC_API_KEY)",
-    )
-    return parser.parse_args()
-
-
 if __name__ == "__main__":
-    asyncio.run(with_the_real_api() if parse_args().real else with_the_fake())
+    asyncio.run(with_the_real_api() if use_real_api(__doc__) else with_the_fake())

@@ -11,12 +11,11 @@ Both are lossless: the joined output is the joined input. Fake API by default; `
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import time
 
 import anthropic_rx as arx
+from _cli import use_real_api
 from anthropic_rx import operators as ops
 from anthropic_rx import testing
 
@@ -60,21 +59,10 @@ async def smoothed(real: bool) -> None:
     print(f"smooth: {len(shown)} words in {elapsed:.2f} s")
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--real",
-        action="store_true",
-        default=os.environ.get("ANTHROPIC_RX_REAL") == "1",
-        help="call the real API (needs ANTHROPIC_API_KEY)",
-    )
-    return parser.parse_args()
-
-
 async def main(real: bool) -> None:
     await coalesced(real)
     await smoothed(real)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse_args().real))
+    asyncio.run(main(use_real_api(__doc__)))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import httpx
 
 import anthropic_rx as arx
+from _cli import arguments
 from anthropic_rx import testing
 
 PARAMS: dict[str, Any] = {
@@ -61,13 +61,7 @@ async def main(real: bool, out: Path) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--real",
-        action="store_true",
-        default=os.environ.get("ANTHROPIC_RX_REAL") == "1",
-        help="record from the real API (needs ANTHROPIC_API_KEY)",
-    )
+    parser = arguments(__doc__)
     parser.add_argument("--out", type=Path, help="where to keep the .sse files")
     return parser.parse_args()
 

@@ -47,10 +47,6 @@ CEILINGS: dict[tuple[str, str], float] = {
     ("text", "sdk-text"): 0.13,
 }
 CONCURRENCY_CEILING = 0.7
-# The relay's p99 comes from a few hundred samples on a shared 2-core machine: the guard holds
-# the line below the SDK relay's level rather than at the goal's, so that scheduling noise
-# alone does not fail CI while a step back to the SDK's cost does.
-RELAY_CEILING = 3.5
 
 WHY = {
     "floor": (
@@ -80,7 +76,7 @@ WHY = {
         "**≤ 2 ms p99 added by the relay.** Three processes (server, relay, reader) share two "
         "cores; the p99 of a few hundred deltas is set by a handful of scheduling delays of "
         "the relay process, as the spread between repeats shows, not by its work per delta "
-        "(see the relay's CPU µs per delta)."
+        "(see the relay's CPU µs per delta, and its p50)."
     ),
 }
 
@@ -196,6 +192,10 @@ class Target:
     # Where the goal is not reached yet, the guard holds the line at the level reached
     # (a regression ceiling), so that CI catches a step back without calling a miss a pass.
     ceiling: float | None = None
+    # A latency quantile of a few hundred samples measures the machine's scheduling as much as
+    # the code: reported, not guarded (the code's own cost on that path is guarded by the
+    # per-event ratios of the same pipeline).
+    guarded: bool = True
 
     @property
     def status(self) -> str:
@@ -214,7 +214,7 @@ class Target:
     @property
     def regressed(self) -> bool:
         """Past what the guard holds by more than the noise of the repeats."""
-        if not self.value:
+        if not self.value or not self.guarded:
             return False
         return self.value.median - self.guarded_at > self.value.half_range
 
@@ -444,7 +444,7 @@ class Report:
                 2.0,
                 self.relay_added("rx", 0.99),
                 unit="ms",
-                ceiling=RELAY_CEILING,
+                guarded=False,
             )
         )
         return out
@@ -472,7 +472,8 @@ class Report:
         ]
         for t in self.targets():
             value = t.value.show(3) + (f" {t.unit}" if t.value and t.unit != "x" else "")
-            lines.append(f"| {t.name} | {t.goal} | ≤ {t.guarded_at:g} | {value} | {t.status} |")
+            guard = f"≤ {t.guarded_at:g}" if t.guarded else "reported only"
+            lines.append(f"| {t.name} | {t.goal} | {guard} | {value} | {t.status} |")
         return "\n".join(lines)
 
     def cost_table(self, mode: str, task: str, metric: str = "cpu", spread: bool = True) -> str:
@@ -642,7 +643,9 @@ class Report:
             "summarised as median [min-max]. *missed, within noise*: past the target by no more "
             "than half the range of the repeats. `make bench-quick` fails when a value passes "
             "its guard by more than that noise: the guard is the goal where the goal is met, "
-            "and a regression ceiling at the level reached where it is not yet.",
+            "and a regression ceiling at the level reached where it is not yet. The relay's "
+            "latency is reported, not guarded: its p99 follows the shared machine's scheduling; "
+            "the relay runs the pipeline whose per-event cost the text ratios guard.",
             "",
             self.target_table(),
             "",

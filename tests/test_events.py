@@ -361,6 +361,36 @@ def test_non_json_raises_protocol_error(data: str | bytes, hint: str | None) -> 
 
 
 @pytest.mark.parametrize(
+    ("escaped", "text"),
+    [
+        (r"\ud83d", "\ufffd"),  # a lone high surrogate
+        (r"a\ude00b", "a\ufffdb"),  # a lone low surrogate
+        (r"\ud83d\ude00", "\U0001f600"),  # an escaped pair is its character
+        (r"\uD83D", "\ufffd"),
+    ],
+)
+@pytest.mark.parametrize("hint", [None, "content_block_delta"])
+def test_escaped_lone_surrogates_become_replacement_characters(
+    escaped: str, text: str, hint: str | None
+) -> None:
+    data = (
+        '{"type": "content_block_delta", "index": 0, '
+        f'"delta": {{"type": "text_delta", "text": "{escaped}"}}}}'
+    )
+    event = parse_event(data, hint)
+    assert isinstance(event, ContentBlockDeltaEvent)
+    assert isinstance(event.delta, TextDelta)
+    assert event.delta.text == text
+    assert text in json.loads(event.model_dump_json())["delta"]["text"]  # still encodable
+
+
+@pytest.mark.parametrize("data", [r'{"type": "ping", "x": "\ud83d"', r'{"type": "ping"} \ud83d'])
+def test_surrogate_escapes_do_not_excuse_broken_json(data: str) -> None:
+    with pytest.raises(ProtocolError, match="not JSON"):
+        parse_event(data)
+
+
+@pytest.mark.parametrize(
     "data",
     [
         "[]",

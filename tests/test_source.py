@@ -637,3 +637,10 @@ def test_an_error_event_carries_the_message_before_it_off_the_wire() -> None:
     assert error.partial_message.content[0].model_dump()["text"] == "Hello"
     assert "partial_message" not in error.model_dump()  # not wire data
     assert outcome.completed
+
+
+async def test_a_lone_surrogate_escape_in_a_delta_does_not_end_the_stream() -> None:
+    data = fixture_bytes("docs_basic_text").replace(b'"Hello"', b'"Hi \\ud83d"', 1)
+    assert b"\\ud83d" in data
+    message = await arx.final_message(arx.from_sse_bytes(data))
+    assert message.content[0].model_dump()["text"].startswith("Hi \ufffd")

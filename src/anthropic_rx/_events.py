@@ -11,6 +11,8 @@ union costs the official SDK tens of microseconds per event).
 
 from __future__ import annotations
 
+import json
+import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union, cast
 
 import pydantic_core
@@ -484,8 +486,44 @@ def parse_event(data: str | bytes, event_name: str | None = None) -> MessageStre
     try:
         obj = pydantic_core.from_json(data)
     except ValueError as exc:
-        raise ProtocolError(f"event data is not JSON: {_excerpt(data)}") from exc
+        obj = _with_lone_surrogates_replaced(data)
+        if obj is None:
+            raise ProtocolError(f"event data is not JSON: {_excerpt(data)}") from exc
     return parse_event_object(obj)
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _with_lone_surrogates_replaced(data: str | bytes) -> object | None:
+    """JSON holding ``\\ud83d``-style escapes of lone UTF-16 surrogates, decoded; else ``None``.
+
+    They are valid JSON syntax (RFC 8259 leaves their meaning open) but not Unicode, so
+    pydantic-core refuses them. A lone surrogate becomes U+FFFD, as a browser's decoder does,
+    so that the text stays encodable everywhere; escaped pairs decode to their character.
+    """
+    text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+    if not _SURROGATE_ESCAPE.search(text):
+        return None
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return None
+    return _replace_lone_surrogates(obj)
+
+
+def _replace_lone_surrogates(value: object) -> object:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {
+            _replace_lone_surrogates(key): _replace_lone_surrogates(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_replace_lone_surrogates(item) for item in value]
+    return value
 
 
 def parse_event_object(obj: object) -> MessageStreamEvent:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 
 import pytest
+import reactivex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reactivex.testing import ReactiveTest, TestScheduler
@@ -16,10 +18,12 @@ from anthropic_rx import operators as ops
 
 from ._streams import (
     Body,
+    Recorder,
     collect,
     collect_async,
     fixture_events,
     kinds,
+    settle,
     sse,
     text_reply,
     values,
@@ -200,6 +204,23 @@ async def test_on_the_event_loop_after_text_deltas() -> None:
     )
     assert seen.items == ["Hello ", "world, ", "how ", "are ", "you"]
     assert seen.completed
+    assert body.closed
+
+
+async def test_dispose_on_the_event_loop_closes_the_body_and_stops_the_pace() -> None:
+    body = Body(sse(text_reply("one two three four ", "five")), stall_after=3)
+    seen: Recorder[str] = Recorder()
+    loop = asyncio.get_running_loop()
+    subscription = seen.subscribe(
+        body.events().pipe(ops.text_deltas(), ops.smooth("word", interval=3600)),
+        reactivex.scheduler.eventloop.AsyncIOScheduler(loop),
+    )
+    assert await settle(lambda: seen.items == ["one "])  # the rest waits for its pace
+    subscription.dispose()
+    assert await settle(lambda: body.closed)
+    await asyncio.sleep(0.05)
+    assert seen.items == ["one "]
+    assert not seen.done
 
 
 def test_recipe_on_a_recorded_reply() -> None:

@@ -1,4 +1,7 @@
-"""The exceptions anthropic-rx raises, all under one root.
+"""The exceptions of requests and streams, all under one root.
+
+Misuse (a missing parameter, a bad option) raises the built-in ``TypeError`` or ``ValueError``
+at call time instead.
 
 ```
 AnthropicRxError
@@ -15,7 +18,7 @@ AnthropicRxError
 │   └── InternalServerError       api_error / 500 (and any other 5xx)
 │       ├── GatewayTimeoutError   timeout_error / 504
 │       └── OverloadedError       overloaded_error / 529
-└── StreamError                   the stream opened, then went wrong
+└── StreamError                   the stream is not one, or went wrong once open
     ├── ProtocolError (+ValueError) not text/event-stream, bad JSON, impossible event order
     └── IncompleteStreamError     the body ended without message_stop
 ```
@@ -212,7 +215,7 @@ class OverloadedError(InternalServerError):
 
 
 class StreamError(AnthropicRxError):
-    """The stream opened, then went wrong."""
+    """The response is not an event stream, or the stream went wrong once open."""
 
 
 class ProtocolError(StreamError, ValueError):

@@ -18,7 +18,8 @@ How a stream ends:
   ``on_error``;
 - dispose → no further emission, the body is closed.
 
-Every error carries ``.partial_message`` and the response ``.meta``.
+Every error of the library's own carries ``.partial_message`` and the response ``.meta``;
+an exception of the chunk iterable or of the subscriber is passed on as it is.
 """
 
 from __future__ import annotations

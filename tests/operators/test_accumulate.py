@@ -140,11 +140,13 @@ def test_completion_before_message_start_emits_nothing() -> None:
     assert seen.completed
 
 
-def test_an_error_event_ends_the_message_without_a_cancelled_snapshot() -> None:
+def test_an_error_event_is_raised_typed_with_the_last_snapshot() -> None:
     seen = collect(fixture_events("docs_error_overloaded_midstream").pipe(ops.accumulate()))
-    assert seen.completed
-    assert not any(m.cancelled for m in seen.items)
+    assert not seen.completed
+    assert isinstance(seen.error, arx.OverloadedError)
+    assert not any(m.cancelled for m in seen.items)  # cut by the API, not stopped on purpose
     assert _text(seen.items[-1]) == "Hello"
+    assert seen.error.partial_message is seen.items[-1]
 
 
 def test_upstream_error_passes_through_unchanged() -> None:

@@ -174,3 +174,16 @@ async def test_dispose_closes_the_body() -> None:
     assert (await iterator.__anext__()).input == {}
     await iterator.aclose()
     assert await settle(lambda: body.closed)
+
+
+def test_an_error_event_is_raised_typed_after_the_values_before_it() -> None:
+    error: dict[str, object] = {
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "Overloaded"},
+    }
+    wire = [*_tool_reply('{"city": "Par', 'is"}', stop=False), error]
+    seen = collect(arx.from_sse_bytes(sse(wire)).pipe(ops.tool_inputs()))
+    assert [value.input for value in seen.items] == [{}, {}, {"city": "Paris"}]
+    assert not any(value.complete for value in seen.items)  # the call was cut off
+    assert isinstance(seen.error, arx.OverloadedError)
+    assert seen.error.partial_message is not None

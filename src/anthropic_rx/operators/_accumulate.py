@@ -9,6 +9,7 @@ from collections.abc import Callable
 import reactivex
 from reactivex import abc
 
+from .._error_event import error_of_event
 from .._events import (
     ErrorEvent,
     Message,
@@ -49,11 +50,12 @@ def accumulate() -> Callable[
         ``message_stop`` after ``message_start`` (a stream stopped on purpose, e.g. by
         ``take_until_cancel`` placed before it; truncation is an error, not a completion),
         one last snapshot has ``cancelled=True`` and, when no ``message_delta`` had arrived,
-        usage marked ``estimated`` with ``output_tokens`` estimated from the text. An
-        ``ErrorEvent`` ends the message as the source does: no cancelled snapshot follows.
+        usage marked ``estimated`` with ``output_tokens`` estimated from the text.
         Errors pass through unchanged; disposal disposes the events.
 
     Raises:
+        APIError: (as ``on_error``) for an in-stream ``ErrorEvent``, the typed subclass (as
+            ``raise_on_error()``), with ``.partial_message`` the last snapshot.
         ProtocolError: (as ``on_error``) an event cannot follow the ones before it.
 
     Example:
@@ -70,12 +72,19 @@ def accumulate() -> Callable[
 
             def on_next(event: MessageStreamEvent) -> None:
                 nonlocal snapshot, ended, usage_reported
+                if type(event) is ErrorEvent:
+                    # The message is cut short by the API: an error, not a last snapshot.
+                    ended = True
+                    observer.on_error(
+                        error_of_event(event, partial_message=snapshot or event.partial_message)
+                    )
+                    return
                 try:
                     after = apply_event(snapshot, event)
                 except Exception as exc:
                     observer.on_error(exc)
                     return
-                if isinstance(event, MessageStopEvent | ErrorEvent):
+                if isinstance(event, MessageStopEvent):
                     ended = True
                 elif isinstance(event, MessageDeltaEvent):
                     usage_reported = True

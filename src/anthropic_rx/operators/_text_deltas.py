@@ -18,8 +18,12 @@ def text_deltas() -> Callable[
     """Events → the ``str`` of each ``text_delta``; every other event is dropped.
 
     Returns:
-        An operator. Completion, errors and disposal pass through unchanged; an ``ErrorEvent``
-        is dropped like any other event (put ``raise_on_error()`` before it to fail instead).
+        An operator. Completion, errors and disposal pass through unchanged.
+
+    Raises:
+        APIError: (as ``on_error``) for an in-stream ``ErrorEvent``, its typed subclass with
+            the ``.partial_message`` and ``.meta`` the source attached to it: the text never
+            just stops short.
 
     Example:
         >>> text = events.pipe(ops.raise_on_error(), ops.text_deltas())

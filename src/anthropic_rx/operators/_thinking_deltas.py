@@ -20,6 +20,9 @@ def thinking_deltas() -> Callable[
     Returns:
         An operator. Completion, errors and disposal pass through unchanged.
 
+    Raises:
+        APIError: (as ``on_error``) for an in-stream ``ErrorEvent``, as ``text_deltas()``.
+
     Example:
         >>> thoughts = events.pipe(ops.raise_on_error(), ops.thinking_deltas())
     """

@@ -10,10 +10,12 @@ import pydantic_core
 import reactivex
 from reactivex import abc
 
+from .._error_event import error_of_event
 from .._events import (
     ContentBlockDeltaEvent,
     ContentBlockStartEvent,
     ContentBlockStopEvent,
+    ErrorEvent,
     InputJSONDelta,
     MCPToolUseBlock,
     MessageStreamEvent,
@@ -78,7 +80,9 @@ def tool_inputs() -> Callable[
 
     Returns:
         An operator. It completes when the events complete (a call cut off by a cancel gets
-        no final value) and passes errors on unchanged; disposal disposes the events.
+        no final value) and passes errors on unchanged; an in-stream ``ErrorEvent`` becomes
+        ``on_error`` with its typed exception (as ``raise_on_error()``); disposal disposes the
+        events.
 
     Example:
         >>> calls = events.pipe(ops.tool_inputs(), rx_ops.filter(lambda t: t.complete))
@@ -93,6 +97,10 @@ def tool_inputs() -> Callable[
             calls: dict[int, _Call] = {}
 
             def on_next(event: MessageStreamEvent) -> None:
+                if type(event) is ErrorEvent:
+                    # Completing would make the calls cut off here look merely unfinished.
+                    observer.on_error(error_of_event(event))
+                    return
                 value = _step(calls, event)
                 if value is not None:
                     observer.on_next(value)

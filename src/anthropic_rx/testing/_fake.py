@@ -362,8 +362,9 @@ class FakeAnthropic:
     def transport(self) -> httpx.AsyncBaseTransport:
         """The in-memory transport: ``httpx.AsyncClient(transport=fake.transport)``.
 
-        Honours the client's read timeout (``httpx.ReadTimeout`` when no chunk arrives in
-        time). ``aclose`` of a response closes its stream.
+        Honours the read timeout of the httpx client it serves (``httpx.ReadTimeout`` when no
+        chunk arrives in time; ``arx.Client``'s own httpx clients set none, their idle
+        timeout is the library's). ``aclose`` of a response closes its stream.
         """
         return self._transport
 

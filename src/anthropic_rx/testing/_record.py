@@ -21,8 +21,8 @@ class RecordingTransport(httpx.AsyncBaseTransport):
 
     Args:
         directory: where the files go.
-        transport: the transport to wrap; default a new ``httpx.AsyncHTTPTransport()``, closed
-            with this one.
+        transport: the transport to wrap; default a new ``httpx.AsyncHTTPTransport()``. Closed
+            with this one, either way.
 
     Example:
         >>> recorder = testing.RecordingTransport("tests/fixtures/recorded")

@@ -9,8 +9,9 @@ reader, so a recorded ``.sse`` file and a live response go through one path.
 How a stream ends:
 
 - ``message_stop`` → ``on_completed`` at once (nothing after it is read);
-- an ``error`` event → emitted as :class:`ErrorEvent`, then ``on_completed`` (the error is data:
-  ``ops.raise_on_error()`` or :func:`final_message` turn it into an exception);
+- an ``error`` event → emitted as :class:`ErrorEvent` (with the partial message attached), then
+  ``on_completed``: the error is data, for a relay to forward; :func:`final_message`,
+  ``ops.raise_on_error()`` and the operators that turn events into something else raise it;
 - end of body before either → :class:`IncompleteStreamError`;
 - bad bytes, bad JSON or an impossible event order → :class:`ProtocolError`;
 - a transport error → :class:`APIConnectionError` (:class:`APITimeoutError` for timeouts);

@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
 
 import httpx
 import pydantic
@@ -38,6 +40,7 @@ from ._meta import ResponseMeta
 from ._pacing import Demand, current_demand
 from ._source import Body, EventReader, EventStream, drive_async, event_loop_of, stop_reading
 from ._sse import DEFAULT_MAX_LINE_BYTES
+from ._transport import StreamingTransport
 from ._version import __version__
 
 __all__ = ["DEFAULT_BASE_URL", "Client"]
@@ -145,6 +148,13 @@ class Client:
             timeouts = httpx.Timeout(connect=connect_timeout, read=None, write=30.0, pool=None)
             if transport is not None:  # one transport: one pool, whatever the load
                 self._pools = _Pools(httpx.AsyncClient(transport=transport, timeout=timeouts))
+            elif not _proxied(self._base_url):
+                self._pools = _Pools(
+                    httpx.AsyncClient(
+                        transport=StreamingTransport(ssl_context=httpx.create_ssl_context()),
+                        timeout=timeouts,
+                    )
+                )
             else:
                 ssl_context = httpx.create_ssl_context()  # built once: it costs ~20 ms
 
@@ -485,3 +495,13 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_jsonable(item) for item in value]
     return value
+
+
+def _proxied(url: str) -> bool:
+    """Whether the environment names a proxy for ``url`` (``*_PROXY``, ``NO_PROXY``), as httpx
+    reads it."""
+    proxies = urllib.request.getproxies_environment()
+    parsed = httpx.URL(url)
+    if not (proxies.get(parsed.scheme) or proxies.get("all")):
+        return False
+    return not proxy_bypass_environment(parsed.host, proxies)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import httpx
+import pydantic_core
 import reactivex
 from pydantic import ValidationError
 from reactivex import abc
@@ -47,6 +48,7 @@ from ._events import (
     ErrorEvent,
     Message,
     MessageStreamEvent,
+    PingEvent,
     parse_event,
 )
 from ._exceptions import (
@@ -273,18 +275,44 @@ class EventReader:
 
 
 def _frame_event(frame: ServerSentEvent, truncated: bool) -> MessageStreamEvent:
-    if frame.event == "error":
+    """The event of a frame the fast path did not take: named by its data, with two exceptions.
+
+    A frame named ``ping`` is a ping whatever its data (the SDKs skip such frames unread), and a
+    frame named ``error`` is an :class:`ErrorEvent` whatever the shape of its data.
+    """
+    if frame.event == "ping":
         try:
-            event = parse_event(frame.data, "error")
+            event = parse_event(frame.data, "ping")
         except ProtocolError:
-            if truncated:  # cut inside the error's own JSON: the stream is incomplete
-                raise
-            event = None
-        if isinstance(event, ErrorEvent):
-            return event
-        # An error frame whose data is not the API's error object: keep what it said.
-        return ErrorEvent(error=ErrorDetail(type="api_error", message=frame.data or "error"))
+            return PingEvent()
+        return event if isinstance(event, PingEvent) else PingEvent()
+    if frame.event == "error":
+        return _error_frame_event(frame.data, truncated)
     return parse_event(frame.data, frame.event)
+
+
+def _error_frame_event(data: str, truncated: bool) -> ErrorEvent:
+    try:
+        event = parse_event(data, "error")
+    except ProtocolError:
+        if truncated:  # cut inside the error's own JSON: the stream is incomplete
+            raise
+        event = None
+    if isinstance(event, ErrorEvent):
+        return event
+    # Not the API's error event (a gateway's own shape): the error it names, else its text.
+    try:
+        obj = pydantic_core.from_json(data)
+    except ValueError:
+        obj = None
+    if isinstance(obj, dict):
+        inner = obj.get("error")
+        named = inner if isinstance(inner, dict) else obj
+        error_type, message = named.get("type"), named.get("message")
+        if isinstance(error_type, str) and (named is inner or error_type.endswith("_error")):
+            text = message if isinstance(message, str) else data
+            return ErrorEvent(error=ErrorDetail(type=error_type, message=text))
+    return ErrorEvent(error=ErrorDetail(type="api_error", message=data or "error"))
 
 
 # --- drivers ---------------------------------------------------------------------------------

@@ -793,7 +793,7 @@ METHOD = """## Method
   CPU time is the main measure because this 2-core machine is shared with other work, which
   inflates wall time unevenly; wall time is reported too.
 - **Targets** are checked only here, never in unit tests. `python -m benchmarks --quick
-  --guard` (`make bench-quick`) runs a smaller set (streams up to 10k deltas, 3 repeats, 200
-  concurrent streams, a 400-delta paced relay) and exits 1 when a value passes its guard by
+  --guard` (`make bench-quick`) runs a smaller set (streams up to 10k deltas, 3 repeats, the same
+  1,000 concurrent streams, a 400-delta paced relay) and exits 1 when a value passes its guard by
   more than the spread of its repeats.
 """

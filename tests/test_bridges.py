@@ -616,9 +616,9 @@ async def test_final_message_completion_without_message_stop_is_incomplete() -> 
     assert partial.content == (arx.TextBlock(text="Hello"),)
 
 
-async def test_final_message_of_message_stop_alone_is_incomplete() -> None:
+async def test_final_message_of_message_stop_alone_is_a_protocol_error() -> None:
     data = b'event: message_stop\ndata: {"type": "message_stop"}\n\n'
-    with pytest.raises(arx.IncompleteStreamError) as caught:
+    with pytest.raises(arx.ProtocolError, match="before message_start") as caught:
         await arx.final_message(arx.from_sse_bytes(data))
     assert caught.value.partial_message is None
 

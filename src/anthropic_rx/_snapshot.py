@@ -223,7 +223,9 @@ def _apply_message_delta(message: Message, event: MessageDeltaEvent) -> Message:
         "stop_reason": delta.stop_reason,
         "stop_sequence": delta.stop_sequence,
     }
-    # Newer fields (container, stop_details, context_management...) replace when given.
+    # Newer fields (container, context_management...) replace when given; stop_details, like
+    # stop_reason, belongs to this delta and is replaced even when absent (as the SDK does).
+    update["stop_details"] = (delta.model_extra or {}).get("stop_details")
     for source in (delta.model_extra, event.model_extra):
         if source:
             update.update((k, v) for k, v in source.items() if v is not None)
@@ -304,6 +306,8 @@ def apply_event(snapshot: Message | None, event: MessageStreamEvent) -> Message 
         if snapshot is None:
             raise ProtocolError("message_delta before message_start")
         return _apply_message_delta(snapshot, event)
+    if snapshot is None and event.type == "message_stop":
+        raise ProtocolError("message_stop before message_start")
     return snapshot
 
 
@@ -368,6 +372,8 @@ class MessageBuilder:
                 raise ProtocolError("message_delta before message_start")
             self._message = _apply_message_delta(message, event)
         elif event.type == "message_stop":
+            if message is None:
+                raise ProtocolError("message_stop before message_start")
             self.message_stopped = True
 
     def message(self) -> Message | None:

@@ -44,6 +44,7 @@ from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 from ._events import (
     EVENT_VALIDATORS,
+    ContentBlockDeltaEvent,
     ErrorDetail,
     ErrorEvent,
     Message,
@@ -174,7 +175,11 @@ class EventReader:
         try:
             frames = self._decoder.flush()
         except ProtocolError as exc:
-            self.fail(exc)
+            # The unterminated tail of a body that never reached message_stop (a cut inside a
+            # multi-byte character, say): the stream is incomplete before it is malformed.
+            error = IncompleteStreamError(f"the stream ended inside an event: {exc}")
+            error.__cause__ = exc
+            self.fail(error)
             return
         if not self._emit_all(frames, truncated=True):
             return
@@ -245,7 +250,8 @@ class EventReader:
                     else exc
                 )
                 return False
-            if validator is delta_validator:  # nearly every event: nothing else to decide
+            # Nearly every event: nothing else to decide (unless its data named another type).
+            if validator is delta_validator and type(event) is ContentBlockDeltaEvent:
                 self.progress += 1
                 try:
                     emit(event)

@@ -62,13 +62,21 @@ _JSON_VALUE: TypeAdapter[JSONValue] = TypeAdapter(JSONValue)
 # --- tool input ------------------------------------------------------------------------------
 
 # A backslash followed by anything JSON does not allow after one (``\d`` in a regex the model
-# wrote, say). Pairs are consumed left to right so ``\\d`` stays an escaped backslash.
-_ESCAPE = re.compile(r'\\(u[0-9a-fA-F]{4}|["\\/bfnrt]|u|.|$)', re.DOTALL)
+# wrote, say), or an escaped UTF-16 surrogate without its other half (valid JSON syntax, not
+# Unicode). Escapes are consumed left to right so ``\\d`` stays an escaped backslash, and an
+# escaped surrogate pair is taken whole before a lone surrogate is looked for.
+_ESCAPE = re.compile(
+    r'\\(u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|["\\/bfnrt]|u|.|$)',
+    re.DOTALL,
+)
+_LONE_SURROGATE_ESCAPE = re.compile(r"u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _POSITION = re.compile(r"line (\d+) column (\d+)")
 
 
 def _fix_escape(match: re.Match[str]) -> str:
     escaped = match.group(1)
+    if _LONE_SURROGATE_ESCAPE.fullmatch(escaped):
+        return "\\ufffd"  # as a browser's decoder does
     return match.group(0) if len(escaped) != 1 or escaped in '"\\/bfnrt' else "\\\\" + escaped
 
 

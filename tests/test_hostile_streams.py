@@ -802,26 +802,11 @@ ERRORS: dict[str, tuple[bytes, type[Exception], bool]] = {
 }
 
 
-# The decoder decodes and size-checks a whole chunk before it dispatches any frame of it, so
-# a bad line drops the good frames before it in the same chunk: with the body in one chunk,
-# nothing is emitted and partial_message is None; cut bytewise, message_start gets through.
-LOST_FRAMES = (
-    "a bad line (invalid UTF-8, or longer than max_line_bytes) drops every good frame before "
-    "it in the same chunk: with the whole body in one chunk no event is emitted and the "
-    "ProtocolError has no partial_message, while bytewise the message_start gets through"
-)
-CHUNK_BUGS = {"invalid-utf8-mid-stream", "line-longer-than-the-cap"}
+def cases(table: dict[str, Any]) -> list[Any]:
+    return [pytest.param(*(v if isinstance(v, tuple) else (v,)), id=k) for k, v in table.items()]
 
 
-def with_bugs(table: dict[str, Any], bugs: set[str], reason: str) -> list[Any]:
-    marks = [pytest.mark.xfail(strict=True, reason=reason)]
-    return [
-        pytest.param(*(v if isinstance(v, tuple) else (v,)), id=k, marks=marks if k in bugs else ())
-        for k, v in table.items()
-    ]
-
-
-@pytest.mark.parametrize(("data", "cls", "has_partial"), with_bugs(ERRORS, CHUNK_BUGS, LOST_FRAMES))
+@pytest.mark.parametrize(("data", "cls", "has_partial"), cases(ERRORS))
 async def test_typed_error(data: bytes, cls: type[Exception], has_partial: bool) -> None:
     with pytest.raises(cls) as caught:
         await final(data, max_line_bytes=max_line(data))
@@ -987,17 +972,18 @@ ALL_CASES: dict[str, bytes] = {
 }
 
 
-@pytest.mark.parametrize("data", with_bugs(ALL_CASES, CHUNK_BUGS, LOST_FRAMES))
+@pytest.mark.parametrize("data", cases(ALL_CASES))
 async def test_same_outcome_bytewise_and_async(data: bytes) -> None:
-    whole = await outcome_of([data])
-    assert await outcome_of([data[i : i + 1] for i in range(len(data))]) == whole
+    cap = max_line(data)
+    whole = await outcome_of([data], cap)
+    assert await outcome_of([data[i : i + 1] for i in range(len(data))], cap) == whole
 
     async def chunks() -> AsyncIterator[bytes]:
         for i in range(0, len(data), 7):
             await asyncio.sleep(0)
             yield data[i : i + 7]
 
-    assert await outcome_of(chunks()) == whole
+    assert await outcome_of(chunks(), cap) == whole
 
 
 # --- found by this suite: fixed, or xfail (strict) -------------------------------------------
@@ -1039,13 +1025,7 @@ async def test_cut_inside_a_multibyte_character_is_incomplete() -> None:
         await final(cut)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`event: error` with no data line is not dispatched by our decoder (WHATWG drops "
-    "frames without data), so the error is ignored and the message returned; the SDK raises "
-    "APIStatusError, and we raise for `event: error\\ndata:` with empty data",
-)
-async def test_bug_error_frame_without_data_line_raises() -> None:
+async def test_error_frame_without_data_line_raises() -> None:
     data = UNTIL_TEXT + b"event: error\n\n" + testing.sse_bytes([message_delta(), STOP])
     with pytest.raises(arx.APIError):
         await final(data)
@@ -1110,9 +1090,10 @@ async def ours(data: bytes) -> dict[str, Any]:
     return dumped
 
 
-async def outcome_of(source: list[bytes] | AsyncIterator[bytes]) -> tuple[str, str]:
+async def outcome_of(
+    source: list[bytes] | AsyncIterator[bytes], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> tuple[str, str]:
     """The message's JSON, or the error's class and its partial message's JSON."""
-    max_line_bytes = 4096 if source == [LONG] else DEFAULT_MAX_LINE_BYTES
     try:
         message = await arx.final_message(arx.from_sse_bytes(source, max_line_bytes=max_line_bytes))
     except arx.AnthropicRxError as exc:

@@ -579,3 +579,9 @@ def test_random_bytes_raise_only_protocol_error(data: st.DataObject) -> None:
         except UnicodeDecodeError:
             expected = None
         assert outcomes[0] == expected
+
+
+def test_a_frame_named_error_is_dispatched_even_without_data() -> None:
+    # WHATWG drops frames without data; an error must never be taken for silence.
+    decoder = SSEDecoder()
+    assert decoder.feed(b"event: error\n\nevent: other\n\n") == [ServerSentEvent("error", "")]

@@ -161,10 +161,14 @@ class EventReader:
         if not isinstance(chunk, bytes | bytearray | memoryview):
             self.fail(TypeError(f"SSE chunks must be bytes, not {type(chunk).__name__}"))
             return False
+        frames: list[ServerSentEvent] = []
         try:
-            frames = self._decoder.feed(bytes(chunk) if not isinstance(chunk, bytes) else chunk)
+            self._decoder.feed_into(bytes(chunk) if type(chunk) is not bytes else chunk, frames)
         except ProtocolError as exc:
-            self.fail(exc)
+            # The frames completed before the bad line are emitted first, as they would be
+            # had they come in a chunk of their own.
+            if self._emit_all(frames, truncated=False):
+                self.fail(exc)
             return False
         return self._emit_all(frames, truncated=False)
 

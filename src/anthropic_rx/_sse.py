@@ -9,7 +9,7 @@ It follows the WHATWG event-stream parsing rules, working on bytes until a line 
   survives, and invalid UTF-8 raises :class:`ProtocolError` naming the byte offset;
 - one leading byte-order mark is stripped; comments (``:``) and unknown fields are ignored;
   ``data`` lines join with ``\\n``; ``event``, ``id`` and ``retry`` are kept; a blank line
-  dispatches;
+  dispatches (a frame without data only when it is named ``error``: an error is never dropped);
 - a line longer than ``max_line_bytes`` raises :class:`ProtocolError` instead of growing the
   buffer without bound.
 
@@ -95,46 +95,53 @@ class SSEDecoder:
         """Take the next bytes of the body; return the events they complete, in order.
 
         Raises:
-            ProtocolError: a line longer than ``max_line_bytes``, or invalid UTF-8.
+            ProtocolError: a line longer than ``max_line_bytes``, or invalid UTF-8 (the events
+                completed before the bad line are lost to this call: :meth:`feed_into` keeps
+                them).
         """
+        events: list[ServerSentEvent] = []
+        self.feed_into(chunk, events)
+        return events
+
+    def feed_into(self, chunk: bytes, events: list[ServerSentEvent]) -> None:
+        """Like :meth:`feed`, appending to ``events``; on a bad line, the events completed before
+        it are in ``events`` when :class:`ProtocolError` is raised, whatever the chunking."""
         if not chunk:
-            return []
+            return
         if self._skip_lf:
             self._skip_lf = False
             if chunk[0] == 0x0A:  # the LF of a CRLF cut after the CR
                 chunk = chunk[1:]
                 self._consumed += 1
                 if not chunk:
-                    return []
+                    return
         data = self._tail + chunk if self._tail else chunk
         if self._bom_pending:
             if len(data) < len(_BOM) and _BOM.startswith(data):
                 self._tail = data  # could still become a BOM
-                return []
+                return
             self._bom_pending = False
             if data.startswith(_BOM):
                 data = data[len(_BOM) :]
                 self._consumed += len(_BOM)
         has_cr = b"\r" in data
         cut = (max(data.rfind(b"\n"), data.rfind(b"\r")) if has_cr else data.rfind(b"\n")) + 1
-        if len(data) - cut > self._max_line:
-            raise ProtocolError(
-                f"SSE line longer than {self._max_line} bytes at byte offset {self._consumed + cut}"
-            )
+        too_long = len(data) - cut > self._max_line
         if cut == 0:
             self._tail = data
-            return []
-        complete = data[:cut] if cut < len(data) else data
-        self._tail = data[cut:]
-        # A CR that ends the bytes so far ends its line now; an LF that starts the next chunk
-        # belongs to it.
-        self._skip_lf = not self._tail and complete[-1] == 0x0D
-        text = self._decode(complete)
-        if has_cr:
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
-        events = self._text(text, complete)
-        self._consumed += cut
-        return events
+        else:
+            complete = data[:cut] if cut < len(data) else data
+            self._tail = data[cut:]
+            # A CR that ends the bytes so far ends its line now; an LF that starts the next
+            # chunk belongs to it.
+            self._skip_lf = not self._tail and complete[-1] == 0x0D
+            self._lines(complete, has_cr, events)
+            self._consumed += cut
+        if too_long:  # after the complete lines before it, as if they had come alone
+            self._tail = b""  # never held: the buffer stays within the cap
+            raise ProtocolError(
+                f"SSE line longer than {self._max_line} bytes at byte offset {self._consumed}"
+            )
 
     def flush(self) -> list[ServerSentEvent]:
         """End of body: process an unterminated last line and dispatch a pending event.
@@ -144,7 +151,9 @@ class SSEDecoder:
         tail, self._tail = self._tail, b""
         try:
             text = self._decode(tail) + "\n\n" if tail else "\n"
-            return self._text(text, tail)
+            events: list[ServerSentEvent] = []
+            self._text(text, tail, events)
+            return events
         finally:
             self._skip_lf = False
             self._bom_pending = True
@@ -152,18 +161,32 @@ class SSEDecoder:
             self._event = ""
             self._data = []
 
+    def _lines(self, complete: bytes, has_cr: bool, events: list[ServerSentEvent]) -> None:
+        """Process whole lines; invalid UTF-8 raises after the lines before the bad one."""
+        try:
+            text = complete.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            # Rare: the lines before the bad one are whole and valid; process them first.
+            good = max(complete.rfind(b"\n", 0, exc.start), complete.rfind(b"\r", 0, exc.start))
+            if good >= 0:
+                self._lines(complete[: good + 1], has_cr, events)
+            offset = self._consumed + exc.start
+            raise ProtocolError(f"invalid UTF-8 in SSE stream at byte offset {offset}") from exc
+        if has_cr:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        self._text(text, complete, events)
+
     def _decode(self, complete: bytes) -> str:
-        # One decode per chunk: a multi-byte character is never cut here, because only whole
-        # lines are decoded, and the error's start is the exact byte offset.
+        # Only whole lines (or the last, at the end of the body) are decoded, so a multi-byte
+        # character is never cut here, and the error's start is the exact byte offset.
         try:
             return complete.decode("utf-8")
         except UnicodeDecodeError as exc:
             offset = self._consumed + exc.start
             raise ProtocolError(f"invalid UTF-8 in SSE stream at byte offset {offset}") from exc
 
-    def _text(self, text: str, source: bytes) -> list[ServerSentEvent]:
+    def _text(self, text: str, source: bytes, events: list[ServerSentEvent]) -> None:
         """Process whole lines: ``text`` is ``source`` decoded, its line ends made ``\\n``."""
-        events: list[ServerSentEvent] = []
         short = len(source) <= self._max_line  # then no line in it can be too long
         match = _CANONICAL.match
         pos, end = 0, len(text)
@@ -188,11 +211,12 @@ class SSEDecoder:
                 )
             pos = newline + 1
             self._line(line, events)
-        return events
 
     def _line(self, line: str, events: list[ServerSentEvent]) -> None:
         if not line:
-            if self._data:
+            # WHATWG drops a frame without data; a frame named ``error`` is dispatched all the
+            # same (with empty data), so that an error is never taken for silence.
+            if self._data or self._event == "error":
                 events.append(
                     ServerSentEvent(
                         self._event or "message", "\n".join(self._data), self._last_id, self._retry

@@ -79,12 +79,16 @@ class _Inbox(Generic[T]):
             waiter.set_result(None)
 
     def on_next(self, item: T) -> None:
+        # Once per item: the wake-up is inlined, and a paused demand is not paused again.
         if self.closed:
             return
-        self.queue.append(item)
-        if len(self.queue) >= self.max_buffer:
+        queue = self.queue
+        queue.append(item)
+        if len(queue) >= self.max_buffer and self.demand.ready:
             self.demand.pause()
-        self.wake()
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def on_error(self, error: Exception) -> None:
         self.error = error
@@ -456,13 +460,17 @@ async def final_message(events: reactivex.Observable[MessageStreamEvent]) -> Mes
             )
             return
         message = current.message()
-        if message is None:  # message_stop without message_start: the builder refused it
-            fail(IncompleteStreamError("the stream completed without a message", meta=meta))
-            return
+        # The builder refuses message_stop before message_start, so a stopped one has a message.
+        assert message is not None
         done.set_result(message)
 
-    # A stream no operator has changed is accumulated once, by its own reader.
-    sharing = sharing_builder(slot) if isinstance(events, EventStream) else contextlib.nullcontext()
+    # A stream no operator has changed is accumulated once, by its own reader, which then
+    # need not hand this subscriber its deltas at all.
+    sharing = (
+        sharing_builder(slot, deltas=False)
+        if isinstance(events, EventStream)
+        else contextlib.nullcontext()
+    )
     with demand_scope(Demand()), sharing:  # consumed at once: the demand never pauses
         subscription = events.subscribe(
             on_next, fail, on_completed, scheduler=AsyncIOScheduler(loop)

@@ -21,27 +21,32 @@ __all__ = ["Demand", "current_demand", "demand_scope"]
 class Demand:
     """A gate the source waits on between chunks; open while the consumer keeps up.
 
-    Must be used from the event loop thread of the source.
+    Must be used from the event loop thread of the source. ``ready`` is read for every chunk
+    and set for nearly every item of a consumer that has fallen behind, so it is a plain
+    attribute, and pausing a paused demand costs nothing.
+
+    Attributes:
+        ready: whether the source may read the next chunk now (read it; do not set it).
     """
 
-    __slots__ = ("_open",)
+    __slots__ = ("_open", "ready")
 
     def __init__(self) -> None:
         self._open = asyncio.Event()
         self._open.set()
-
-    @property
-    def ready(self) -> bool:
-        """Whether the source may read the next chunk now."""
-        return self._open.is_set()
+        self.ready = True
 
     def pause(self) -> None:
         """Stop the source before its next read."""
-        self._open.clear()
+        if self.ready:
+            self.ready = False
+            self._open.clear()
 
     def resume(self) -> None:
         """Let the source read again."""
-        self._open.set()
+        if not self.ready:
+            self.ready = True
+            self._open.set()
 
     async def wait(self) -> None:
         """Return when the source may read again (at once when not paused)."""

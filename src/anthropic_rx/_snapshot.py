@@ -24,7 +24,7 @@ a :class:`ProtocolError`. Unknown events, blocks and deltas pass without effect.
 from __future__ import annotations
 
 import re
-from typing import Any, cast, overload
+from typing import Any, overload
 
 import pydantic_core
 from pydantic import TypeAdapter
@@ -145,21 +145,22 @@ class _BlockState:
     def apply(self, delta: object, index: int) -> None:
         block = self.start
         kind = type(delta)
-        # Appends are nearly every event: exact-type checks, and no call once the field is set.
+        # Appends are nearly every event: exact-type checks, and no call once the field is set
+        # (not even ``typing.cast``, a function call at run time).
         if kind is TextDelta:
-            text = cast(TextDelta, delta).text
+            text: str = delta.text  # type: ignore[attr-defined]
             if self.field == "text":
                 self.pieces.append(text)
             else:
                 self._append(block, "text", text, index, "text_delta")
         elif kind is InputJSONDelta:
-            fragment = cast(InputJSONDelta, delta).partial_json
+            fragment: str = delta.partial_json  # type: ignore[attr-defined]
             if self.field == "input_json":
                 self.pieces.append(fragment)
             else:
                 self._append(block, "input_json", fragment, index, "input_json_delta")
         elif kind is ThinkingDelta:
-            thinking = cast(ThinkingDelta, delta).thinking
+            thinking: str = delta.thinking  # type: ignore[attr-defined]
             if self.field == "thinking":
                 self.pieces.append(thinking)
             else:

@@ -95,15 +95,21 @@ class EventStream(reactivex.Observable[MessageStreamEvent]):
 
 # A consumer subscribed straight to an EventStream may read the reader's own MessageBuilder
 # instead of feeding a second one with the same events.
-_BUILDER_SLOT: ContextVar[list[MessageBuilder] | None] = ContextVar(
+_BUILDER_SLOT: ContextVar[tuple[list[MessageBuilder], bool] | None] = ContextVar(
     "anthropic_rx_builder_slot", default=None
 )
 
 
 @contextlib.contextmanager
-def sharing_builder(slot: list[MessageBuilder]) -> Iterator[list[MessageBuilder]]:
-    """While subscribing an :class:`EventStream`, receive its reader's builder in ``slot``."""
-    token = _BUILDER_SLOT.set(slot)
+def sharing_builder(
+    slot: list[MessageBuilder], *, deltas: bool = True
+) -> Iterator[list[MessageBuilder]]:
+    """While subscribing an :class:`EventStream`, receive its reader's builder in ``slot``.
+
+    ``deltas=False``: the subscriber reads the builder alone, so the reader does not hand it the
+    ``content_block_delta`` events (nearly all of them); every other event still reaches it.
+    """
+    token = _BUILDER_SLOT.set((slot, deltas))
     try:
         yield slot
     finally:
@@ -120,6 +126,7 @@ class EventReader:
     __slots__ = (
         "_builder",
         "_decoder",
+        "_emit_deltas",
         "_observer",
         "completed",
         "finished",
@@ -137,9 +144,11 @@ class EventReader:
         self._observer = observer
         self._decoder = SSEDecoder(max_line_bytes=max_line_bytes)
         self._builder = MessageBuilder()
-        slot = _BUILDER_SLOT.get()
-        if slot is not None:
-            slot.append(self._builder)
+        self._emit_deltas = True
+        sharing = _BUILDER_SLOT.get()
+        if sharing is not None:
+            sharing[0].append(self._builder)
+            self._emit_deltas = sharing[1]
         self.meta = meta
         self.finished = False
         self.completed = False  # ended by message_stop or an error event, not by a failure
@@ -227,6 +236,7 @@ class EventReader:
         delta_validator = _DELTA_VALIDATOR
         builder = self._builder
         emit = self._observer.on_next
+        emit_deltas = self._emit_deltas
         for frame in frames:
             if self.finished:
                 return False
@@ -241,7 +251,8 @@ class EventReader:
                         event = _frame_event(frame, truncated)
                     else:
                         event = validator.validate_json(data)
-                        if "type" not in event.model_fields_set:  # the default filled it in
+                        # (the attribute, not the ``model_fields_set`` property: a call less)
+                        if "type" not in event.__pydantic_fields_set__:  # the default filled it
                             event = _frame_event(frame, truncated)
                 except ValidationError:
                     event = _frame_event(frame, truncated)
@@ -257,6 +268,8 @@ class EventReader:
             # Nearly every event: nothing else to decide (unless its data named another type).
             if validator is delta_validator and type(event) is ContentBlockDeltaEvent:
                 self.progress += 1
+                if not emit_deltas:  # the subscriber reads the builder alone
+                    continue
                 try:
                     emit(event)
                 except Exception as exc:  # the subscriber's own code failed: stop, and tell it

@@ -15,6 +15,7 @@ response and returns its connection to the pool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import urllib.request
@@ -28,7 +29,7 @@ import pydantic_core
 from reactivex import abc
 from reactivex.disposable import Disposable
 
-from ._events import MessageStreamEvent
+from ._events import MessageStreamEvent, json_with_lone_surrogates_replaced
 from ._exceptions import (
     AnthropicRxError,
     APIConnectionError,
@@ -54,6 +55,7 @@ _MAX_RETRY_DELAY = 8.0
 _MAX_HONOURED_RETRY_AFTER = 60.0
 _ERROR_BODY_LIMIT = 64 * 1024
 _EXCERPT = 500
+_REDACTED = "[redacted]"
 _STREAMS_PER_POOL = 32
 _MAX_POOLS = 64
 
@@ -279,7 +281,7 @@ class Client:
             except AnthropicRxError as exc:
                 reader.fail(exc)
                 return
-            reader.meta = ResponseMeta.from_headers(response.status_code, response.headers)
+            reader.meta = _meta_of(response, self._api_key)
             # ``timeout`` counts from sending the request that was answered, not from the
             # headers: a slow first byte and a slow body share one budget.
             deadline = None if request.total is None else sent_at + request.total
@@ -316,7 +318,9 @@ class Client:
                 retryable = True
             else:
                 try:
-                    error_or_none = await _check_response(response)
+                    error_or_none = await _check_response(
+                        response, secret=self._api_key, limit=_wait_limit(request)
+                    )
                 except BaseException:
                     await response.aclose()
                     raise
@@ -335,10 +339,8 @@ class Client:
         http_request = http.build_request(
             "POST", request.url, headers=request.headers, content=request.content
         )
-        # Until the response's headers arrive, nothing has come for as long as the request
-        # has waited: the idle limit bounds that wait as well as the total one.
-        total, idle = request.total, request.idle
-        limit = total if idle is None or (total is not None and total <= idle) else idle
+        limit = _wait_limit(request)
+        total = request.total
         try:
             async with asyncio.timeout(limit):
                 return await http.send(http_request, stream=True)
@@ -419,20 +421,49 @@ class _Request:
         return f"_Request(url={self.url!r})"
 
 
-async def _check_response(response: httpx.Response) -> AnthropicRxError | None:
-    """``None`` for an event stream to read; else the error it is (its body read and closed)."""
-    meta = ResponseMeta.from_headers(response.status_code, response.headers)
+def _wait_limit(request: _Request) -> float | None:
+    """How long to wait for what comes before the event stream: headers, or an error body.
+
+    Nothing has come for as long as the request has waited, so the idle limit bounds that wait
+    as well as the total one.
+    """
+    total, idle = request.total, request.idle
+    return total if idle is None or (total is not None and total <= idle) else idle
+
+
+def _meta_of(response: httpx.Response, secret: str | None) -> ResponseMeta:
+    """The response's meta, with the API key blanked where a proxy echoed it back."""
+    headers: Mapping[str, str] = response.headers
+    if secret and any(secret in value for value in headers.values()):
+        headers = {k: v.replace(secret, _REDACTED) for k, v in headers.items()}
+    return ResponseMeta.from_headers(response.status_code, headers)
+
+
+async def _check_response(
+    response: httpx.Response, *, secret: str | None = None, limit: float | None = None
+) -> AnthropicRxError | None:
+    """``None`` for an event stream to read; else the error it is (its body read and closed).
+
+    The error body is read for at most ``limit`` seconds (what arrived by then describes the
+    error); the API key, where the body or a header echoes it, is blanked.
+    """
+    meta = _meta_of(response, secret)
     content_type = response.headers.get("content-type", "")
-    if response.status_code < 300 and content_type.split(";")[0].strip() == "text/event-stream":
+    media_type = content_type.split(";")[0].strip().lower()  # case-insensitive (RFC 9110)
+    if response.status_code < 300 and media_type == "text/event-stream":
         return None
-    raw = await _read_limited(response)
+    raw = await _read_limited(response, limit)
     await response.aclose()
+    if secret:
+        raw = raw.replace(secret.encode(), _REDACTED.encode())
     text = raw.decode("utf-8", errors="replace")
     body: object
     try:
         body = pydantic_core.from_json(raw) if raw else None
     except ValueError:
-        body = _excerpt(text)
+        # Valid JSON that is not Unicode (an escaped lone surrogate) still names its error.
+        parsed = json_with_lone_surrogates_replaced(raw)
+        body = parsed if parsed is not None else _excerpt(text)
     if response.status_code >= 300:
         fallback = f"HTTP {response.status_code}" + (f": {_excerpt(text)}" if text.strip() else "")
         return api_error_from_body(
@@ -449,17 +480,17 @@ async def _check_response(response: httpx.Response) -> AnthropicRxError | None:
     )
 
 
-async def _read_limited(response: httpx.Response) -> bytes:
+async def _read_limited(response: httpx.Response, limit: float | None) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    try:
-        async for chunk in response.aiter_bytes():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= _ERROR_BODY_LIMIT:
-                break
-    except httpx.HTTPError:
-        pass  # what arrived is enough to describe the error
+    # What arrived before a failure, a stall or the size limit is enough to describe the error.
+    with contextlib.suppress(httpx.HTTPError, TimeoutError):
+        async with asyncio.timeout(limit):
+            async for chunk in response.aiter_bytes():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size >= _ERROR_BODY_LIMIT:
+                    break
     return b"".join(chunks)[:_ERROR_BODY_LIMIT]
 
 

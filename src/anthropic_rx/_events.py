@@ -486,7 +486,7 @@ def parse_event(data: str | bytes, event_name: str | None = None) -> MessageStre
     try:
         obj = pydantic_core.from_json(data)
     except ValueError as exc:
-        obj = _with_lone_surrogates_replaced(data)
+        obj = json_with_lone_surrogates_replaced(data)
         if obj is None:
             raise ProtocolError(f"event data is not JSON: {_excerpt(data)}") from exc
     return parse_event_object(obj)
@@ -496,7 +496,7 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _with_lone_surrogates_replaced(data: str | bytes) -> object | None:
+def json_with_lone_surrogates_replaced(data: str | bytes) -> object | None:
     """JSON holding ``\\ud83d``-style escapes of lone UTF-16 surrogates, decoded; else ``None``.
 
     They are valid JSON syntax (RFC 8259 leaves their meaning open) but not Unicode, so

@@ -215,6 +215,12 @@ class EventReader:
         error.__cause__ = exc
         self.fail(error)
 
+    def undecodable(self, exc: httpx.DecodingError) -> None:
+        """The body's content encoding (gzip...) did not decode: bad bytes, a ProtocolError."""
+        error = ProtocolError(f"the response body could not be decoded: {exc}")
+        error.__cause__ = exc
+        self.fail(error)
+
     def fail(self, exc: Exception) -> None:
         """End with ``exc``, attaching the partial message and meta to our own errors."""
         if self.finished:
@@ -393,6 +399,8 @@ async def drive_async(
             await _drive_timed(chunks, reader, demand, idle_timeout, deadline)
         if body.drain and reader.completed:
             await _drain(chunks)
+    except httpx.DecodingError as exc:
+        reader.undecodable(exc)
     except httpx.TransportError as exc:
         reader.transport_failed(exc)
     except Exception as exc:
@@ -468,6 +476,8 @@ def _drive_sync(body: Body, reader: EventReader) -> None:
                 break
         else:
             reader.end()
+    except httpx.DecodingError as exc:
+        reader.undecodable(exc)
     except httpx.TransportError as exc:
         reader.transport_failed(exc)
     except Exception as exc:

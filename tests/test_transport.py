@@ -522,3 +522,55 @@ async def test_every_ending_of_a_client_stream_releases_its_connection() -> None
         fake.add_stream(testing.text_reply("after"))
         assert await text_of_reply() == "after"
         await settled()
+
+
+async def test_an_answer_before_the_whole_request_was_read_is_taken_at_once() -> None:
+    # A proxy refusing a request too large answers after its headers and stops reading.
+    def make(raw: RawServer) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            body = b'{"type":"error","error":{"type":"request_too_large","message":"big"}}'
+            writer.write(
+                b"HTTP/1.1 413 Too Large\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            await writer.drain()
+            await asyncio.sleep(2)  # reads nothing more, closes nothing
+
+        return handler
+
+    loop = asyncio.get_running_loop()
+    async with server_of(make) as (raw, http):
+        started = loop.time()
+        response = await http.post(
+            "/", content=b"x" * 64_000_000, timeout=httpx.Timeout(10.0, write=5.0)
+        )
+        assert loop.time() - started < 1.5  # not after the write timeout
+        assert response.status_code == 413
+        assert b"request_too_large" in response.content
+    assert raw.connections == 1
+
+
+async def test_ipv6_loopback() -> None:
+    try:
+        server = await asyncio.start_server(lambda r, w: None, "::1", 0)
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    server.close()
+    await server.wait_closed()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        host = [line for line in request.split(b"\r\n") if line.lower().startswith(b"host:")]
+        writer.write(OK_HEAD + b"content-length: %d\r\n\r\n%s" % (len(host[0]), host[0]))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handler, "::1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with httpx.AsyncClient(transport=StreamingTransport()) as http:
+            response = await http.post(f"http://[::1]:{port}/", content=b"")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert response.text == f"Host: [::1]:{port}"

@@ -214,6 +214,11 @@ class _Connection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        # A server may answer before it has read the whole request (a 413 from a proxy): the
+        # answer ends the wait to send the rest.
+        drained = self._drained
+        if drained is not None and self.head is not None and not drained.done():
+            drained.set_result(None)
 
     def _fail(self, exc: Exception) -> None:
         if self.error is None:
@@ -276,6 +281,8 @@ class _Connection(asyncio.Protocol):
                 raise httpx.WriteTimeout("timed out sending the request") from None
             finally:
                 self._drained = None
+            if self._write_paused:  # answered before the request was sent whole
+                self.keep_alive = False
         read_timeout = timeouts.get("read")
         while self.head is None:
             if self.error is not None:

@@ -65,7 +65,6 @@ class _Connection(asyncio.Protocol):
         self.error: Exception | None = None
         self.closed = False
         self.keep_alive = True
-        self.received_any = False
         self._head_only = False  # the response to a HEAD request has no body
 
     # --- asyncio.Protocol --------------------------------------------------------------------
@@ -74,7 +73,6 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self.received_any = True
         self._buffer = self._buffer + data if self._buffer else data
         try:
             self._parse()
@@ -263,7 +261,6 @@ class _Connection(asyncio.Protocol):
         self.head = None
         self._state = _HEAD
         self._framed_by_length = False
-        self.received_any = False
         transport = self.transport
         assert transport is not None
         try:

@@ -6,8 +6,19 @@ from pathlib import Path
 
 import pytest
 
+import anthropic_rx as arx
+
 FIXTURES = Path(__file__).parent / "fixtures"
 FIXTURE_FILES = sorted(FIXTURES.glob("*.sse"))
+
+
+def subscribed(data: bytes) -> tuple[list[arx.MessageStreamEvent], Exception | None, bool]:
+    """What a plain subscriber to ``from_sse_bytes(data)`` gets: events, error, completed."""
+    events: list[arx.MessageStreamEvent] = []
+    errors: list[Exception] = []
+    completed: list[bool] = []
+    arx.from_sse_bytes(data).subscribe(events.append, errors.append, lambda: completed.append(True))
+    return events, (errors[0] if errors else None), bool(completed)
 
 
 def fixture_bytes(name: str) -> bytes:

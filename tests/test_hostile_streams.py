@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import warnings
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -27,6 +26,7 @@ import pytest
 import anthropic_rx as arx
 from anthropic_rx import testing
 from anthropic_rx._sse import DEFAULT_MAX_LINE_BYTES
+from tests.conftest import subscribed
 from tests.test_sdk_parity import SDK_AVAILABLE, sdk_outcome
 
 Event = dict[str, Any]
@@ -563,37 +563,6 @@ async def test_bad_escapes_in_tool_input_are_literal_backslashes() -> None:
 # --- beta content, against the SDK's beta helper ---------------------------------------------
 
 
-def sdk_beta_outcome(data: bytes) -> dict[str, Any]:
-    """As ``sdk_outcome``, through ``client.beta.messages.stream``."""
-    import anthropic
-    import httpx2
-
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=data)
-
-    http_client = httpx2.Client(transport=httpx2.MockTransport(handler))
-    client = anthropic.Anthropic(api_key="k", http_client=http_client, max_retries=0)
-    with (
-        client.beta.messages.stream(
-            model="claude-rx-test", max_tokens=1024, messages=[{"role": "user", "content": "Hi"}]
-        ) as stream,
-        warnings.catch_warnings(),
-    ):
-        warnings.filterwarnings(
-            "ignore", message="Pydantic serializer warnings", category=UserWarning
-        )
-        try:
-            message = stream.get_final_message()
-        except Exception as exc:
-            return {"sdk_error": type(exc).__name__}
-        dumped = message.model_dump(mode="json", exclude_none=True)
-    # The SDK's fallback block dumps its ``from`` under both the alias and the field name.
-    for block in dumped["content"]:
-        if block.get("type") == "fallback":
-            block.pop("from_", None)
-    return {"message": dumped}
-
-
 BETA_PARITY: dict[str, bytes] = {
     "mcp-tool-use-and-result": reply(
         tool_block(0, ['{"a"', ": 1}"], kind="mcp_tool_use", server_name="srv"),
@@ -640,7 +609,7 @@ BETA_PARITY: dict[str, bytes] = {
 @needs_sdk
 @pytest.mark.parametrize("data", BETA_PARITY.values(), ids=BETA_PARITY.keys())
 async def test_same_message_as_the_sdk_beta_helper(data: bytes) -> None:
-    outcome = sdk_beta_outcome(data)
+    outcome = sdk_outcome(data, beta=True)
     assert "message" in outcome, outcome
     assert await ours(data) == outcome["message"]
 
@@ -1001,7 +970,7 @@ async def test_message_stop_in_a_frame_named_content_block_delta() -> None:
 
 async def test_nothing_is_read_after_that_message_stop() -> None:
     data = DELTA_NAMED_STOP + testing.sse_bytes([text_delta(0, "AFTER"), STOP])
-    events, error, completed = events_of(data)
+    events, error, completed = subscribed(data)
     assert error is None
     assert completed
     assert events[-1].type == "message_stop"
@@ -1011,7 +980,7 @@ async def test_nothing_is_read_after_that_message_stop() -> None:
 def test_error_in_a_frame_named_content_block_delta_ends_the_stream() -> None:
     data = UNTIL_TEXT + b"event: content_block_delta\ndata: " + OVERLOADED + b"\n\n"
     data += testing.sse_bytes([text_delta(0, "AFTER"), message_delta(), STOP])
-    events, error, completed = events_of(data)
+    events, error, completed = subscribed(data)
     assert error is None
     assert completed
     last = events[-1]
@@ -1100,14 +1069,6 @@ async def outcome_of(
         partial = exc.partial_message
         return type(exc).__name__, "" if partial is None else partial.model_dump_json()
     return "message", message.model_dump_json()
-
-
-def events_of(data: bytes) -> tuple[list[arx.MessageStreamEvent], Exception | None, bool]:
-    events: list[arx.MessageStreamEvent] = []
-    errors: list[Exception] = []
-    completed: list[bool] = []
-    arx.from_sse_bytes(data).subscribe(events.append, errors.append, lambda: completed.append(True))
-    return events, (errors[0] if errors else None), bool(completed)
 
 
 def test_the_tables_hold_what_they_say() -> None:

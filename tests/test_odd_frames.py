@@ -9,14 +9,7 @@ import pytest
 
 import anthropic_rx as arx
 from anthropic_rx import testing
-
-
-def events_of(data: bytes) -> tuple[list[arx.MessageStreamEvent], Exception | None, bool]:
-    events: list[arx.MessageStreamEvent] = []
-    errors: list[Exception] = []
-    completed: list[bool] = []
-    arx.from_sse_bytes(data).subscribe(events.append, errors.append, lambda: completed.append(True))
-    return events, (errors[0] if errors else None), bool(completed)
+from tests.conftest import subscribed
 
 
 def reply() -> bytes:
@@ -36,10 +29,10 @@ def with_frame_after_start(frame: bytes) -> bytes:
 )
 async def test_a_frame_named_ping_is_a_ping_whatever_its_data(data: bytes) -> None:
     stream = with_frame_after_start(b"event: ping\ndata: " + data + b"\n\n")
-    events, error, completed = events_of(stream)
+    events, error, completed = subscribed(stream)
     assert error is None
     assert completed
-    pings_before = sum(isinstance(e, arx.PingEvent) for e in events_of(reply())[0])
+    pings_before = sum(isinstance(e, arx.PingEvent) for e in subscribed(reply())[0])
     # An empty frame carries nothing and is skipped, as the SDKs skip it.
     assert sum(isinstance(e, arx.PingEvent) for e in events) == pings_before + (data != b"")
     message = await arx.final_message(arx.from_sse_bytes(stream))
@@ -76,7 +69,7 @@ async def test_an_error_frame_in_any_shape_is_a_typed_error(
 ) -> None:
     raw = data if isinstance(data, str) else json.dumps(data)
     stream = with_frame_after_start(b"event: error\ndata: " + raw.encode() + b"\n\n")
-    events, error, completed = events_of(stream)
+    events, error, completed = subscribed(stream)
     assert error is None  # the source emits it as data, then completes
     assert completed
     assert isinstance(events[-1], arx.ErrorEvent)

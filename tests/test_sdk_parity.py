@@ -36,8 +36,11 @@ SDK_AVAILABLE = find_spec("anthropic") is not None and find_spec("httpx2") is no
 Event = dict[str, Any]
 
 
-def sdk_outcome(data: bytes) -> dict[str, Any]:
-    """The SDK's final message for ``data``, or the class of what it raised and its snapshot."""
+def sdk_outcome(data: bytes, *, beta: bool = False) -> dict[str, Any]:
+    """The SDK's final message for ``data``, or the class of what it raised and its snapshot.
+
+    ``beta``: through the SDK's beta stream helper (``client.beta.messages.stream``).
+    """
     import anthropic
     import httpx2
 
@@ -46,8 +49,9 @@ def sdk_outcome(data: bytes) -> dict[str, Any]:
 
     http_client = httpx2.Client(transport=httpx2.MockTransport(handler))
     client = anthropic.Anthropic(api_key="k", http_client=http_client, max_retries=0)
+    messages = client.beta.messages if beta else client.messages
     with (
-        client.messages.stream(
+        messages.stream(
             model="claude-rx-test", max_tokens=1024, messages=[{"role": "user", "content": "Hi"}]
         ) as stream,
         warnings.catch_warnings(),
@@ -67,7 +71,12 @@ def sdk_outcome(data: bytes) -> dict[str, Any]:
             else:
                 partial = snapshot.model_dump(mode="json", exclude_none=True)
             return {"sdk_error": type(exc).__name__, "sdk_partial_message": partial}
-        return {"message": message.model_dump(mode="json", exclude_none=True)}
+        dumped = message.model_dump(mode="json", exclude_none=True)
+    # The beta helper's fallback block dumps its ``from`` under both the alias and the name.
+    for block in dumped["content"]:
+        if block.get("type") == "fallback":
+            block.pop("from_", None)
+    return {"message": dumped}
 
 
 async def ours(source: bytes | Iterable[bytes]) -> dict[str, Any]:

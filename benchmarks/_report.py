@@ -42,6 +42,9 @@ ORDER = ("rx", "rx-iter", "rx-subscribe", "sdk", "sdk-text", "sdk-create", "http
 # Regression ceilings for goals not reached yet (see RESULTS.md for the reasons): the level
 # reached on this machine, plus a margin for the noise of a shared 2-core box.
 CEILINGS: dict[tuple[str, str], float] = {
+    # Met by a narrow margin (2.8x): a ratio to a sub-microsecond floor moves by a tenth with
+    # the machine's load, and a CI run on a busy box must not fail on that.
+    ("final", "floor"): 3.3,
     ("text", "floor"): 4.6,
     ("text", "sdk-text"): 0.13,
 }

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AbstractAsyncContextManager
@@ -153,6 +154,9 @@ class AsyncObservableIterator(Generic[T]):
         inbox = self._inbox
         inbox.closed = True
         inbox.queue.clear()
+        # A source shared with others (``share()``) is paced by this consumer's demand: left
+        # paused, it would never read again for them.
+        inbox.demand.resume()
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
             subscription.dispose()
@@ -241,22 +245,20 @@ class ObservableIterator(Generic[T]):
     def close(self) -> None:
         """Dispose the subscription and run the loop until every task of it has finished.
 
-        Inside a running event loop (where this iterator cannot run anyway) the private loop
-        is only closed.
+        The private loop runs on this thread, or, where this thread runs an event loop of its
+        own (the iterator dropped inside async code), on a short-lived thread of its own while
+        this one waits: either way the response is closed before ``close`` returns.
         """
         loop = self._loop
         if loop.is_closed():
             return
         self._inner.dispose()
-        try:
-            pending = asyncio.all_tasks(loop)
-            if pending and not _loop_running_here():
-                for task in pending:
-                    task.cancel()
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-                loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            loop.close()
+        if _loop_running_here():
+            finisher = threading.Thread(target=_finish, args=(loop,), name="anthropic-rx-close")
+            finisher.start()
+            finisher.join()
+        else:
+            _finish(loop)
 
     def __enter__(self) -> ObservableIterator[T]:
         return self
@@ -273,6 +275,19 @@ class ObservableIterator(Generic[T]):
         loop = getattr(self, "_loop", None)
         if loop is not None and not loop.is_closed():
             self.close()
+
+
+def _finish(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the loop's tasks, let their ``finally`` (closing responses) run, close it."""
+    try:
+        pending = asyncio.all_tasks(loop)
+        if pending:
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
 
 
 def _loop_running_here() -> bool:

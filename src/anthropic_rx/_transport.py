@@ -320,6 +320,24 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the connection was opened on, the only one it can be used from."""
+        return self._loop
+
+    def discard(self) -> None:
+        """Close a connection whose event loop may be closed already."""
+        self.keep_alive = False
+        transport = self.transport
+        if transport is None:
+            return
+        try:
+            transport.abort()
+        except RuntimeError:  # its loop is closed: it cannot schedule its own closing
+            lost = getattr(transport, "_call_connection_lost", None)  # asyncio's own step
+            if lost is not None:
+                lost(None)
+
 
 class _ResponseStream(httpx.AsyncByteStream):
     def __init__(
@@ -399,11 +417,17 @@ class StreamingTransport(httpx.AsyncBaseTransport):
 
     def _idle_connection(self, origin: tuple[str, str, int]) -> _Connection | None:
         idle = self._idle.get(origin)
+        loop = asyncio.get_running_loop()
         while idle:
             connection = idle.pop()
-            if connection.reusable:
+            if connection.loop is not loop:
+                # Opened on another event loop (one client used by successive to_iterator
+                # calls, each on a loop of its own): unusable here, whatever its state.
+                connection.discard()
+            elif connection.reusable:
                 return connection
-            connection.close()
+            else:
+                connection.close()
         return None
 
     async def _connect(self, origin: tuple[str, str, int], limit: float | None) -> _Connection:

@@ -7,6 +7,7 @@ import gc
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -647,3 +648,26 @@ async def test_cancelling_final_message_disposes() -> None:
     await settle()
     assert producer.closed
     assert producer.produced == 3
+
+
+async def test_to_iterator_closed_inside_async_code_still_closes_the_response() -> None:
+    closed = threading.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            for chunk in frames(fixture_bytes("docs_basic_text")):
+                yield chunk
+                await asyncio.sleep(0.01)
+        finally:
+            closed.set()
+
+    def first_item() -> tuple[arx.MessageStreamEvent, Any]:
+        iterator = arx.to_iterator(arx.from_sse_bytes(body()))
+        return next(iterator), iterator
+
+    item, iterator = await asyncio.to_thread(first_item)
+    assert isinstance(item, arx.MessageStartEvent)
+    iterator.close()  # this thread runs a loop: the private one runs on a thread of its own
+    assert closed.is_set()
+    with pytest.raises(StopIteration):
+        next(iterator)

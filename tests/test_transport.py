@@ -574,3 +574,27 @@ async def test_ipv6_loopback() -> None:
         server.close()
         await server.wait_closed()
     assert response.text == f"Host: [::1]:{port}"
+
+
+async def test_a_connection_of_a_closed_event_loop_is_closed_not_reused() -> None:
+    # One transport used from successive event loops (one client behind several to_iterator
+    # calls): the idle connection of a loop that is gone cannot be used from this one.
+    response = OK_HEAD + b"content-length: 2\r\n\r\nok"
+    transport = StreamingTransport()
+    async with serving(lambda r, w: handler(r, w)) as (raw, url):
+        handler = replying(response)(raw)
+
+        async def on_its_own_loop() -> str:
+            http = httpx.AsyncClient(transport=transport)  # not closed: the pool outlives it
+            return (await http.post(url, content=b"")).text
+
+        assert await asyncio.to_thread(asyncio.run, on_its_own_loop()) == "ok"
+        assert raw.ended == 0  # kept alive in the pool, its loop closed
+        async with httpx.AsyncClient(transport=transport) as http:
+            assert (await http.post(url, content=b"")).text == "ok"
+        for _ in range(100):
+            if raw.ended:
+                break
+            await asyncio.sleep(0.01)
+    assert raw.connections == 2
+    assert raw.ended >= 1  # the stale one was closed, not left open

@@ -97,8 +97,10 @@ class Client:
             ``FakeAnthropic().transport``).
         max_line_bytes: the longest SSE line accepted.
 
-    All streams of one client share one connection pool. Use ``async with Client() as client``
-    or call :meth:`aclose`.
+    All streams of one client share one connection pool. Without ``http_client`` or
+    ``transport``, requests go through the client's own HTTP/1.1 transport, made for many long
+    streamed responses (httpx's own when the environment names a proxy for ``base_url``). Use
+    ``async with Client() as client`` or call :meth:`aclose`.
     """
 
     def __init__(

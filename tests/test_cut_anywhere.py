@@ -4,6 +4,7 @@ leaves no response open — through the whole client, clean EOF and dropped conn
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -19,13 +20,16 @@ PARAMS: dict[str, Any] = {
 }
 
 
+@pytest.mark.parametrize("over", ["memory", "loopback"])
 @pytest.mark.parametrize("how", ["truncate_after", "disconnect_after"])
 @pytest.mark.parametrize("name", ["docs_basic_text", "docs_tool_use"])
-async def test_every_cut_through_the_client(name: str, how: str) -> None:
+async def test_every_cut_through_the_client(name: str, how: str, over: str) -> None:
+    # In memory through the fake's httpx transport; over loopback through the client's own
+    # HTTP/1.1 transport, so every cut also falls inside the chunked encoding somewhere.
     data = fixture_bytes(name)
     whole = await arx.final_message(arx.from_sse_bytes(data))
     fake = testing.FakeAnthropic()
-    step = 1 if name == "docs_basic_text" else 5
+    step = (1 if name == "docs_basic_text" else 5) * (3 if over == "loopback" else 1)
     offsets = list(range(0, len(data), step))
     for offset in offsets:
         if how == "truncate_after":
@@ -33,7 +37,13 @@ async def test_every_cut_through_the_client(name: str, how: str) -> None:
         else:
             fake.add_stream(data, chunk_size=64, disconnect_after=offset)
     outcomes: dict[str, int] = {}
-    async with arx.Client(transport=fake.transport, max_retries=0) as client:
+    async with contextlib.AsyncExitStack() as stack:
+        if over == "loopback":
+            base_url = await stack.enter_async_context(fake.serve())
+            client = arx.Client(base_url=base_url, max_retries=0)
+        else:
+            client = arx.Client(transport=fake.transport, max_retries=0)
+        await stack.enter_async_context(client)
         for offset in offsets:
             async with asyncio.timeout(5):  # never a hang
                 try:

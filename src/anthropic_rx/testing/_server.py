@@ -36,7 +36,9 @@ _Outcome = Literal["keep", "close", "abort"]
 async def serve(fake: FakeAnthropic, *, host: str, port: int) -> AsyncIterator[str]:
     """Serve ``fake`` on ``host:port`` while the context lasts; yields the base URL."""
     server = _Server(fake)
-    listener = await asyncio.start_server(server.handle, host, port)
+    # A deep backlog: a test that opens hundreds of streams at once must not have connections
+    # refused or delayed by the kernel's default queue of pending ones (asyncio's 100).
+    listener = await asyncio.start_server(server.handle, host, port, backlog=4096)
     bound_port = listener.sockets[0].getsockname()[1]
     shown_host = f"[{host}]" if ":" in host else host
     try:

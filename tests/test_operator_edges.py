@@ -725,6 +725,26 @@ async def test_cancelled_after_message_delta_keeps_reported_usage() -> None:
 # --- coalesce and smooth: lossless -----------------------------------------------------------
 
 
+def hot_parts(scheduler: TestScheduler, parts: list[str], gaps: list[int]) -> Any:
+    """A hot observable of ``parts``, each ``gap`` ticks after the one before, then completion."""
+    time = 300
+    messages = []
+    for part, gap in zip(parts, gaps, strict=False):
+        time += gap
+        messages.append(ReactiveTest.on_next(time, part))
+    messages.append(ReactiveTest.on_completed(time + 1))
+    return scheduler.create_hot_observable(*messages)
+
+
+def lossless_chunks(messages: list[Any], parts: list[str]) -> list[str]:
+    """The chunks emitted, checked: together the parts, none empty, then completion."""
+    chunks = [r.value.value for r in messages if isinstance(r.value, OnNext)]
+    assert "".join(chunks) == "".join(parts)
+    assert all(chunks)
+    assert isinstance(messages[-1].value, OnCompleted)
+    return chunks
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     parts=st.lists(st.text(max_size=6), max_size=25),
@@ -738,13 +758,7 @@ def test_coalesce_is_lossless(
     if max_chars is None and max_delay is None:
         max_chars = 3
     scheduler = TestScheduler()
-    time = 300
-    messages = []
-    for part, gap in zip(parts, gaps, strict=False):
-        time += gap
-        messages.append(ReactiveTest.on_next(time, part))
-    messages.append(ReactiveTest.on_completed(time + 1))
-    source = scheduler.create_hot_observable(*messages)
+    source = hot_parts(scheduler, parts, gaps)
     results = scheduler.start(
         lambda: source.pipe(
             ops.coalesce(
@@ -755,10 +769,7 @@ def test_coalesce_is_lossless(
         ),
         disposed=10_000,
     )
-    chunks = [r.value.value for r in results.messages if isinstance(r.value, OnNext)]
-    assert "".join(chunks) == "".join(parts)
-    assert all(chunks)
-    assert isinstance(results.messages[-1].value, OnCompleted)
+    chunks = lossless_chunks(results.messages, parts)
     assert len(chunks) <= len([p for p in parts if p])
 
 
@@ -774,13 +785,7 @@ def test_smooth_is_lossless(
     parts: list[str], gaps: list[int], unit: str, interval: int, max_backlog: int | None
 ) -> None:
     scheduler = TestScheduler()
-    time = 300
-    messages = []
-    for part, gap in zip(parts, gaps, strict=False):
-        time += gap
-        messages.append(ReactiveTest.on_next(time, part))
-    messages.append(ReactiveTest.on_completed(time + 1))
-    source = scheduler.create_hot_observable(*messages)
+    source = hot_parts(scheduler, parts, gaps)
     results = scheduler.start(
         lambda: source.pipe(
             ops.smooth(
@@ -792,10 +797,7 @@ def test_smooth_is_lossless(
         ),
         disposed=100_000,
     )
-    chunks = [r.value.value for r in results.messages if isinstance(r.value, OnNext)]
-    assert "".join(chunks) == "".join(parts)
-    assert all(chunks)
-    assert isinstance(results.messages[-1].value, OnCompleted)
+    lossless_chunks(results.messages, parts)
 
 
 async def test_smooth_keeps_the_text_of_a_mixed_reply_and_the_events_order() -> None:

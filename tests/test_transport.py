@@ -554,7 +554,7 @@ async def test_ipv6_loopback() -> None:
     try:
         server = await asyncio.start_server(lambda r, w: None, "::1", 0)
     except OSError as exc:
-        pytest.skip(f"no IPv6 loopback here: {exc}")
+        pytest.skip(reason=f"no IPv6 loopback here: {exc}")
     server.close()
     await server.wait_closed()
 

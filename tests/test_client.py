@@ -489,6 +489,26 @@ async def test_a_per_call_idle_timeout_may_exceed_the_clients(
     assert message.stop_reason == "end_turn"
 
 
+async def test_a_key_too_short_to_tell_from_text_leaves_headers_and_bodies_alone(
+    fake: testing.FakeAnthropic, served: str
+) -> None:
+    # Only a key long enough to be told from ordinary text is blanked where echoed back.
+    fake.add_stream(testing.text_reply("hi"), headers={"x-note": "keep-alive"})
+    fake.add_error(400, "invalid_request_error", "bad key k")
+    async with arx.Client(api_key="k", base_url=served, max_retries=0) as c:
+        starts = [
+            e
+            async for e in arx.to_async_iterator(c.stream(**PARAMS))
+            if isinstance(e, arx.MessageStartEvent)
+        ]
+        with pytest.raises(arx.BadRequestError) as caught:
+            await arx.final_message(c.stream(**PARAMS))
+    meta = starts[0].response_meta
+    assert meta is not None
+    assert meta.headers["x-note"] == "keep-alive"
+    assert caught.value.message == "bad key k"
+
+
 async def test_meta_reachable_inside_the_pipeline(
     fake: testing.FakeAnthropic, client: arx.Client
 ) -> None:

@@ -598,3 +598,16 @@ async def test_a_connection_of_a_closed_event_loop_is_closed_not_reused() -> Non
             await asyncio.sleep(0.01)
     assert raw.connections == 2
     assert raw.ended >= 1  # the stale one was closed, not left open
+
+
+async def test_a_body_closed_unread_does_not_leak_into_the_next_response() -> None:
+    # The whole first body arrives, but its reader closes before taking it: the connection is
+    # reusable (the response ended), and the next response must not start with its bytes.
+    first = OK_HEAD + b"content-length: 5\r\n\r\nstale"
+    second = OK_HEAD + b"content-length: 5\r\n\r\nfresh"
+    async with server_of(replying(first, second)) as (raw, http):
+        async with http.stream("POST", "/", content=b"") as response:
+            await asyncio.sleep(0.05)  # the body is in, unread
+        assert response.is_closed
+        assert (await http.post("/", content=b"")).text == "fresh"
+    assert raw.connections == 1

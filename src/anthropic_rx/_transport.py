@@ -263,6 +263,12 @@ class _Connection(asyncio.Protocol):
         self._framed_by_length = False
         transport = self.transport
         assert transport is not None
+        if self._pieces:  # the end of the last body, which its reader closed without taking
+            self._pieces = []
+            self._held = 0
+        if self._paused:
+            self._paused = False
+            transport.resume_reading()
         try:
             transport.write(head + body if len(body) < 65536 else head)
             if len(body) >= 65536:

@@ -139,10 +139,18 @@ class Recorder:
         self.completions += 1
         self.done.set()
 
-    def subscribe(self, source: reactivex.Observable[Any]) -> abc.DisposableBase:
+    def subscribe(
+        self,
+        source: reactivex.Observable[Any],
+        on_next: Callable[[Any], None] | None = None,
+    ) -> abc.DisposableBase:
+        """Subscribe on the running loop; ``on_next`` replaces :meth:`on_next` when given."""
         loop = asyncio.get_running_loop()
         self.subscription = source.subscribe(
-            self.on_next, self.on_error, self.on_completed, scheduler=AsyncIOScheduler(loop)
+            on_next or self.on_next,
+            self.on_error,
+            self.on_completed,
+            scheduler=AsyncIOScheduler(loop),
         )
         return self.subscription
 
@@ -301,12 +309,7 @@ async def test_a_failing_on_next_gets_its_error_and_the_response_closes(name: st
 
     async with fake.client() as client:
         source = client.stream(**PARAMS).pipe(pipeline(name))
-        source.subscribe(
-            on_next,
-            recorder.on_error,
-            recorder.on_completed,
-            scheduler=AsyncIOScheduler(asyncio.get_running_loop()),
-        )
+        recorder.subscribe(source, on_next)
         await asyncio.wait_for(recorder.done.wait(), 2.0)
         await turns()
         await closed(fake)
@@ -332,12 +335,7 @@ async def test_dispose_from_inside_on_next_twice_stops_everything(name: str) -> 
 
     async with fake.client() as client:
         source = client.stream(**PARAMS).pipe(pipeline(name))
-        recorder.subscription = source.subscribe(
-            on_next,
-            recorder.on_error,
-            recorder.on_completed,
-            scheduler=AsyncIOScheduler(asyncio.get_running_loop()),
-        )
+        recorder.subscribe(source, on_next)
         await asyncio.wait_for(stopped.wait(), 2.0)
         await asyncio.sleep(0.05)  # time for more deltas, were the stream still read
         await closed(fake)
@@ -594,12 +592,7 @@ async def test_a_signal_fired_during_the_last_event_completes_once(kind: str) ->
                 pending.append(asyncio.ensure_future(result))
 
     source = arx.from_sse_bytes(data).pipe(ops.take_until_cancel(signal))  # type: ignore[arg-type]
-    source.subscribe(
-        on_next,
-        recorder.on_error,
-        recorder.on_completed,
-        scheduler=AsyncIOScheduler(asyncio.get_running_loop()),
-    )
+    recorder.subscribe(source, on_next)
     await asyncio.wait_for(recorder.done.wait(), 1.0)
     await turns()
     assert recorder.items == events_of(data)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
+import tracemalloc
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -16,7 +20,14 @@ from hypothesis import strategies as st
 import anthropic_rx as arx
 from anthropic_rx import testing
 from anthropic_rx._client import _proxied
-from anthropic_rx._transport import _HIGH_WATER, StreamingTransport
+from anthropic_rx._transport import (
+    _HIGH_WATER,
+    StreamingTransport,
+    UnsafeRequestError,
+    _origin_of,
+    _request_head,
+    aiter_decoded,
+)
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -386,7 +397,7 @@ async def test_a_slow_reader_stops_the_socket_being_read() -> None:
                 await asyncio.sleep(0.7)  # read nothing
                 (connection,) = transport._open
                 assert connection._paused
-                assert connection._held <= _HIGH_WATER + 1024 * 1024  # one socket read past
+                assert connection.parser.held <= _HIGH_WATER + 1024 * 1024  # one socket read past
                 assert not sent.is_set()
                 total = 0
                 async for chunk in response.aiter_raw():
@@ -611,3 +622,358 @@ async def test_a_body_closed_unread_does_not_leak_into_the_next_response() -> No
         assert response.is_closed
         assert (await http.post("/", content=b"")).text == "fresh"
     assert raw.connections == 1
+
+
+# --- request heads: no splitting ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "message"),
+    [
+        ("GET", {"x": "a\r\nInjected: 1"}, "invalid value of header b'x'"),
+        ("GET", {"x": "a\nInjected: 1"}, "invalid value"),
+        ("GET", {"x": "a\rb"}, "invalid value"),
+        ("GET", {"x": "a\x00b"}, "invalid value"),
+        ("GET", {"x": " padded "}, "invalid value"),
+        ("GET", {"bad name": "v"}, "invalid header name"),
+        ("GET", {"x\r\nInjected": "v"}, "invalid header name"),
+        ("GET", {"x:y": "v"}, "invalid header name"),
+        ("GET", {"": "v"}, "invalid header name"),
+        ("GET / HTTP/1.1\r\nX", {}, "invalid request method"),
+        ("GET X", {}, "invalid request method"),
+    ],
+)
+async def test_a_head_that_would_split_the_request_is_refused_unsent(
+    method: str, headers: dict[str, str], message: str
+) -> None:
+    async with server_of(replying(OK_HEAD + b"content-length: 2\r\n\r\nok")) as (raw, http):
+        with pytest.raises(UnsafeRequestError, match=re.escape(message)) as caught:
+            await http.request(method, "/", headers=headers, content=b"")
+        assert isinstance(caught.value, ValueError)
+        assert isinstance(caught.value, httpx.LocalProtocolError)
+        assert "Injected: 1" not in str(caught.value)  # a value is never quoted: it may be a key
+        assert (await http.post("/", content=b"")).text == "ok"
+    assert raw.requests == [raw.requests[0]]  # only the good request reached the server
+    assert raw.connections == 1
+
+
+def test_a_target_with_whitespace_is_refused() -> None:
+    for target in (b"/a b", b"/a\r\nX: y", b"", b"/\x7f"):
+        request = SimpleNamespace(
+            method="GET", url=SimpleNamespace(raw_path=target), headers=httpx.Headers()
+        )
+        with pytest.raises(UnsafeRequestError, match="invalid request target"):
+            _request_head(request, b"")  # type: ignore[arg-type]
+
+
+async def test_a_wrong_content_length_header_does_not_desynchronise_the_connection() -> None:
+    def make(raw: RawServer) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while (request := await raw.read_request(reader)) is not None:
+                body = request.split(b"\r\n\r\n", 1)[1]
+                writer.write(OK_HEAD + b"content-length: %d\r\n\r\n%s" % (len(body), body))
+                await writer.drain()
+
+        return handler
+
+    async with server_of(make) as (raw, http):
+        short = await http.post("/", content=b"hello world", headers={"Content-Length": "2"})
+        chunked_claim = await http.post(
+            "/", content=b"second", headers={"Transfer-Encoding": "chunked"}
+        )
+        get = await http.get("/", headers={"Content-Length": "7"})
+        after = await http.post("/", content=b"third")
+    assert (short.text, chunked_claim.text, get.text, after.text) == (
+        "hello world",
+        "second",
+        "",
+        "third",
+    )
+    assert raw.connections == 1
+    assert all(request.lower().count(b"content-length:") == 1 for request in raw.requests)
+    assert b"transfer-encoding" not in b"".join(raw.requests).lower()
+    assert b"\r\nContent-Length: 0\r\n" in raw.requests[2]
+
+
+# --- responses over a socket -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("response", "message"),
+    [
+        (OK_HEAD + b"transfer-encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", "transfer"),
+        (OK_HEAD + b"transfer-encoding: chunked, gzip\r\n\r\n2\r\nok\r\n0\r\n\r\n", "transfer"),
+        (
+            OK_HEAD + b"transfer-encoding: chunked\r\ntransfer-encoding: identity\r\n"
+            b"content-length: 11\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            "transfer",
+        ),
+        (OK_HEAD + b"transfer-encoding: identity\r\ncontent-length: 2\r\n\r\nok", "transfer"),
+        (OK_HEAD + b"content-length: " + b"9" * 5000 + b"\r\n\r\n", "invalid content-length"),
+        (b"HTTP/1.1 " + b"2" * 5000 + b" OK\r\n\r\n", "invalid status line"),
+        (b"HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\n\r\n", "101"),
+        (OK_HEAD + b"x: a\x00b\r\ncontent-length: 0\r\n\r\n", "invalid header line"),
+        (OK_HEAD + b"x: a\r\n folded\r\ncontent-length: 0\r\n\r\n", "obsolete line folding"),
+        (b"HTTP/2.0 200 OK\r\ncontent-length: 0\r\n\r\n", "unsupported HTTP version"),
+    ],
+)
+async def test_bad_framing_and_huge_numbers_fail_the_request(response: bytes, message: str) -> None:
+    async with server_of(replying(response)) as (_, http):
+        with pytest.raises(httpx.RemoteProtocolError, match=message):
+            async with asyncio.timeout(5):
+                await http.post("/", content=b"")
+
+
+async def test_a_trailer_section_that_never_ends_fails_the_request() -> None:
+    def make(raw: RawServer) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await raw.read_request(reader)
+            writer.write(OK_HEAD + b"transfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n")
+            for _ in range(200):  # 200 KB of trailer lines, never a blank one
+                writer.write(b"x-t: " + b"a" * 1000 + b"\r\n")
+                await writer.drain()
+
+        return handler
+
+    async with server_of(make) as (_, http):
+        with pytest.raises(httpx.RemoteProtocolError, match="trailers too long"):
+            async with asyncio.timeout(5):
+                await http.post("/", content=b"")
+
+
+# --- reuse -------------------------------------------------------------------------------------
+
+
+async def test_a_complete_body_closed_unread_sees_the_server_close_the_idle_connection() -> None:
+    size = _HIGH_WATER + 1000  # the socket is paused only once the whole body is in
+
+    def make(raw: RawServer) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await raw.read_request(reader)
+            if raw.connections == 1:
+                writer.write(OK_HEAD + b"content-length: %d\r\n\r\n" % size + b"x" * size)
+                await writer.drain()
+                await asyncio.sleep(0.1)
+                return  # closes the connection, idle by then
+            writer.write(OK_HEAD + b"content-length: 2\r\n\r\nok")
+            await writer.drain()
+            await raw.read_request(reader)
+
+        return handler
+
+    transport = StreamingTransport()
+    async with serving(lambda r, w: handlers[0](r, w)) as (raw, url):
+        handlers = [make(raw)]
+        async with httpx.AsyncClient(transport=transport, base_url=url, timeout=5.0) as http:
+            async with http.stream("POST", "/", content=b"") as response:
+                (connection,) = transport._open
+                await asyncio.sleep(0.2)  # the whole body arrives, unread
+            await asyncio.sleep(0.3)  # the server closes the idle connection meanwhile
+            assert (await http.post("/", content=b"")).text == "ok"
+            assert connection.parser.complete  # it was complete: it went back to the pool
+            assert connection.closed  # and the close was seen: its socket was read again
+    assert response.is_closed
+    assert raw.connections == 2
+
+
+async def test_idle_connections_expire() -> None:
+    response = OK_HEAD + b"content-length: 2\r\n\r\nok"
+    async with serving(lambda r, w: handler(r, w)) as (raw, url):
+        handler = replying(response, response, response)(raw)
+        transport = StreamingTransport(keepalive_expiry=0.05)
+        async with httpx.AsyncClient(transport=transport, base_url=url) as http:
+            await http.post("/", content=b"")
+            await http.post("/", content=b"")  # at once: reused
+            assert raw.connections == 1
+            await asyncio.sleep(0.15)
+            await http.post("/", content=b"")  # idle too long: a new connection
+    assert raw.connections == 2
+    with pytest.raises(ValueError, match="keepalive_expiry"):
+        StreamingTransport(keepalive_expiry=-1)
+
+
+async def test_unasked_bytes_on_an_idle_connection_keep_it_from_reuse() -> None:
+    def make(raw: RawServer) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while await raw.read_request(reader) is not None:
+                writer.write(OK_HEAD + b"content-length: 2\r\n\r\nok")
+                await writer.drain()
+                await asyncio.sleep(0.05)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstale")
+                await writer.drain()
+
+        return handler
+
+    async with server_of(make) as (raw, http):
+        assert (await http.post("/", content=b"")).text == "ok"
+        await asyncio.sleep(0.15)
+        assert (await http.post("/", content=b"")).text == "ok"
+    assert raw.connections == 2
+
+
+# --- the pool's limit --------------------------------------------------------------------------
+
+
+async def test_connections_per_origin_are_capped_and_requests_wait_for_one() -> None:
+    release = asyncio.Event()
+
+    def make(raw: RawServer) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while await raw.read_request(reader) is not None:
+                await release.wait()
+                writer.write(OK_HEAD + b"content-length: 2\r\n\r\nok")
+                await writer.drain()
+
+        return handler
+
+    transport = StreamingTransport(max_connections_per_origin=2)
+    async with serving(lambda r, w: handlers[0](r, w)) as (raw, url):
+        handlers = [make(raw)]
+        async with httpx.AsyncClient(transport=transport, base_url=url, timeout=5.0) as http:
+            tasks = [asyncio.create_task(http.post("/", content=b"")) for _ in range(5)]
+            await asyncio.sleep(0.2)
+            assert raw.connections == 2
+            assert len(raw.requests) == 2  # the others wait for a connection
+            with pytest.raises(httpx.PoolTimeout):
+                await http.post("/", content=b"", timeout=httpx.Timeout(5.0, pool=0.1))
+            release.set()
+            async with asyncio.timeout(5):
+                responses = await asyncio.gather(*tasks)
+    assert [response.text for response in responses] == ["ok"] * 5
+    assert raw.connections == 2
+    assert not transport._counts
+    with pytest.raises(ValueError, match="at least 1"):
+        StreamingTransport(max_connections_per_origin=0)
+
+
+async def test_a_failed_connect_frees_its_slot() -> None:
+    transport = StreamingTransport(max_connections_per_origin=1)
+    async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5.0, pool=0.5)) as http:
+        for _ in range(3):
+            with pytest.raises(httpx.ConnectError):
+                await http.post("http://127.0.0.1:9/", content=b"")
+    assert not transport._counts
+
+
+# --- hosts and TLS -----------------------------------------------------------------------------
+
+
+def test_the_host_is_the_ascii_form_of_the_url() -> None:
+    assert _origin_of(httpx.URL("https://bücher.example/v1")) == (
+        "https",
+        "xn--bcher-kva.example",
+        443,
+    )
+    assert _origin_of(httpx.URL("http://[::1]:8080/")) == ("http", "::1", 8080)
+    with pytest.raises(httpx.UnsupportedProtocol):
+        _origin_of(httpx.URL("ftp://example.test/"))
+
+
+async def test_tls_offers_alpn_http_1_1() -> None:
+    trustme = pytest.importorskip("trustme", reason="trustme is in the test dependency group")
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("localhost").configure_cert(server_context)
+    server_context.set_alpn_protocols(["h2", "http/1.1"])
+    client_context = ssl.create_default_context()
+    authority.configure_trust(client_context)
+    chosen: list[str | None] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        chosen.append(writer.get_extra_info("ssl_object").selected_alpn_protocol())
+        await raw.read_request(reader)
+        writer.write(OK_HEAD + b"content-length: 2\r\n\r\nok")
+        await writer.drain()
+        await raw.read_request(reader)
+
+    async with serving(handler, ssl_context=server_context) as (raw, url):
+        transport = StreamingTransport(ssl_context=client_context)
+        async with httpx.AsyncClient(transport=transport) as http:
+            assert (await http.post(url, content=b"")).text == "ok"
+    assert chosen == ["http/1.1"]
+
+
+# --- memory: compressed bodies -----------------------------------------------------------------
+
+
+def gzipped_zeros(size: int) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    block = bytes(1024 * 1024)
+    parts = [compressor.compress(block) for _ in range(size // len(block))]
+    return b"".join(parts) + compressor.flush()
+
+
+async def test_a_gzip_bomb_is_decoded_in_bounded_pieces_for_a_slow_consumer() -> None:
+    size = 64 * 1024 * 1024
+    bomb = gzipped_zeros(size)
+    assert len(bomb) * 900 < size  # inflates about a thousandfold
+    response_bytes = (
+        OK_HEAD + b"content-encoding: gzip\r\ncontent-length: %d\r\n\r\n" % len(bomb) + bomb
+    )
+    async with server_of(replying(response_bytes)) as (_, http):
+        tracemalloc.start()
+        try:
+            total = 0
+            largest = 0
+            async with http.stream("POST", "/", content=b"") as response:
+                async for piece in aiter_decoded(response):
+                    total += len(piece)
+                    largest = max(largest, len(piece))
+                    assert not any(piece[:16])
+                    await asyncio.sleep(0)  # a consumer slower than the socket
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert total == size
+    assert largest <= 64 * 1024
+    assert peak < 16 * 1024 * 1024
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "raw-deflate", "identity", "unknown"])
+async def test_decoded_bodies_match_httpx(coding: str) -> None:
+    text = b"hello, streamed world " * 5000
+    if coding == "gzip":
+        encoded = zlib.compress(text, wbits=zlib.MAX_WBITS | 16)
+    elif coding == "deflate":
+        encoded = zlib.compress(text)
+    elif coding == "raw-deflate":
+        encoded = zlib.compress(text, wbits=-zlib.MAX_WBITS)
+    else:
+        encoded = text
+    name = b"deflate" if coding == "raw-deflate" else coding.encode()
+    response_bytes = OK_HEAD + b"content-encoding: %s\r\ncontent-length: %d\r\n\r\n%s" % (
+        name,
+        len(encoded),
+        encoded,
+    )
+    async with server_of(replying(response_bytes, response_bytes)) as (_, http):
+        async with http.stream("POST", "/", content=b"") as response:
+            ours = b"".join([piece async for piece in aiter_decoded(response)])
+        theirs = (await http.post("/", content=b"")).content
+    assert ours == theirs == text
+
+
+async def test_a_corrupt_compressed_body_is_a_decoding_error() -> None:
+    encoded = zlib.compress(b"x" * 1000, wbits=zlib.MAX_WBITS | 16)
+    corrupt = encoded[:10] + b"\xff" * 20 + encoded[30:]
+    response_bytes = OK_HEAD + b"content-encoding: gzip\r\ncontent-length: %d\r\n\r\n%s" % (
+        len(corrupt),
+        corrupt,
+    )
+    async with server_of(replying(response_bytes)) as (_, http):
+        async with http.stream("POST", "/", content=b"") as response:
+            with pytest.raises(httpx.DecodingError) as caught:
+                async for _ in aiter_decoded(response):
+                    pass
+    assert caught.value.request is response.request
+
+
+async def test_large_raw_pieces_are_handed_out_64_kib_at_most() -> None:
+    size = 3 * 1024 * 1024
+    response_bytes = OK_HEAD + b"content-length: %d\r\n\r\n" % size + b"y" * size
+    async with server_of(replying(response_bytes)) as (_, http):
+        async with http.stream("POST", "/", content=b"") as response:
+            await asyncio.sleep(0.2)  # let a lot pile up unread
+            sizes = [len(piece) async for piece in response.aiter_raw()]
+    assert sum(sizes) == size
+    assert max(sizes) <= 64 * 1024

@@ -18,8 +18,9 @@ import asyncio
 import contextlib
 import os
 import random
+import re
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
 
@@ -41,7 +42,7 @@ from ._meta import ResponseMeta
 from ._pacing import Demand, current_demand
 from ._source import Body, EventReader, EventStream, drive_async, event_loop_of, stop_reading
 from ._sse import DEFAULT_MAX_LINE_BYTES
-from ._transport import StreamingTransport
+from ._transport import StreamingTransport, aiter_decoded
 from ._version import __version__
 
 __all__ = ["DEFAULT_BASE_URL", "Client"]
@@ -59,6 +60,28 @@ _REDACTED = "[redacted]"
 _MIN_REDACTED_KEY = 8  # real keys are about a hundred characters
 _STREAMS_PER_POOL = 32
 _MAX_POOLS = 64
+# RFC 9110 §5.6.2: a field name is a token.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9110 §5.5: a field value holds no control character but HTAB (CR, LF, NUL among them).
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f\s]")
+_USERINFO = re.compile(r"//[^/?#]*@")
+# The framing and routing of the connection, which the transport alone decides: a caller's
+# value could make the server read the body, or what follows it, as another request.
+_TRANSPORT_HEADERS = frozenset(
+    {
+        "connection",
+        "content-length",
+        "host",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+_SCHEMES = ("http", "https")
 
 
 class _Unset:
@@ -78,7 +101,9 @@ class Client:
         api_key: the API key; default ``ANTHROPIC_API_KEY``. Sent as ``x-api-key``; never shown
             in a repr, log line or exception. Required only for the real API: a client pointed
             elsewhere (a proxy, ``anthropic_rx.testing.FakeAnthropic``) may have none.
-        base_url: default ``ANTHROPIC_BASE_URL``, else ``https://api.anthropic.com``.
+        base_url: an absolute ``http://`` or ``https://`` URL, to which ``/v1/messages`` is
+            appended; default ``ANTHROPIC_BASE_URL`` (an empty variable counts as unset), else
+            ``https://api.anthropic.com``.
         max_retries: retries of connection errors and 408/409/429/5xx before the response is
             accepted (``x-should-retry`` decides when present); exponential backoff with jitter,
             ``retry-after-ms`` / ``retry-after`` honoured up to 60 s.
@@ -89,8 +114,10 @@ class Client:
         idle_timeout: seconds without an event other than ``ping`` (the API's keep-alive pings
             do not reset it), or without the response's headers, before
             :class:`APITimeoutError` with ``kind="idle"``.
-        default_headers: sent with every request.
-        betas: ``anthropic-beta`` values sent with every request, merged with per-call ones.
+        default_headers: sent with every request; they override the client's own headers
+            (``accept``, ``anthropic-version``, ``x-api-key``...) but never the transport's.
+        betas: ``anthropic-beta`` values sent with every request, merged with per-call ones
+            (a list of names, not one string).
         anthropic_version: the ``anthropic-version`` header.
         http_client: an ``httpx.AsyncClient`` to use (its pool, proxies, limits); not closed
             by :meth:`aclose`.
@@ -120,6 +147,27 @@ class Client:
         transport: httpx.AsyncBaseTransport | None = None,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
+        """Check every option (nothing a caller passes can reach the wire unchecked), then set
+        up the connection pools. Nothing is sent until a stream is subscribed.
+
+        Raises:
+            ValueError: ``base_url`` (or ``ANTHROPIC_BASE_URL``) is not an absolute ``http://``
+                or ``https://`` URL with a host (no scheme, another scheme, empty, whitespace
+                or control characters, a port outside 1-65535, a query or a fragment);
+                ``api_key`` (or ``ANTHROPIC_API_KEY``), ``anthropic_version`` or a ``betas``
+                entry holds a line break, NUL or other control character, or is not ASCII; a
+                ``default_headers`` name is not an RFC 9110 token, or its value holds a line
+                break, NUL or other control character, or is not ASCII; a ``default_headers``
+                name is one the transport sets (``connection``, ``content-length``, ``host``,
+                ``keep-alive``, ``proxy-connection``, ``te``, ``trailer``,
+                ``transfer-encoding``, ``upgrade``); no API key for the real API; a negative
+                ``max_retries``, a timeout that is not positive, or both ``http_client`` and
+                ``transport``. A message names the option or header at fault and never shows
+                the API key or a header's value.
+            TypeError: ``api_key``, ``base_url``, ``anthropic_version``, a header name or
+                value, or a ``betas`` entry is not a ``str``; ``betas`` is one string rather
+                than a list of them.
+        """
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
         for name, value in (("timeout", timeout), ("idle_timeout", idle_timeout)):
@@ -127,10 +175,21 @@ class Client:
                 raise ValueError(f"{name} must be positive or None")
         if http_client is not None and transport is not None:
             raise ValueError("pass http_client or transport, not both")
-        self._base_url = (
-            base_url or os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL
-        ).rstrip("/")
         key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
+        if key is not None:
+            _check_api_key(key, "api_key" if api_key is not None else "ANTHROPIC_API_KEY")
+        secret = key or None
+        if base_url is not None:
+            self._base_url = _checked_base_url(base_url, "base_url", secret)
+        elif os.environ.get("ANTHROPIC_BASE_URL"):
+            self._base_url = _checked_base_url(
+                os.environ["ANTHROPIC_BASE_URL"], "ANTHROPIC_BASE_URL", secret
+            )
+        else:
+            self._base_url = DEFAULT_BASE_URL
+        self._default_headers = _checked_headers(default_headers, "default_headers", secret)
+        self._betas = _checked_betas(betas, "betas", secret)
+        _check_value(anthropic_version, "anthropic_version")
         if not key and self._base_url == DEFAULT_BASE_URL and transport is None and not http_client:
             raise ValueError(
                 "no API key: pass Client(api_key=...) or set ANTHROPIC_API_KEY "
@@ -140,8 +199,6 @@ class Client:
         self.max_retries = max_retries
         self.timeout = timeout
         self.idle_timeout = idle_timeout
-        self._default_headers = dict(default_headers or {})
-        self._betas = tuple(betas)
         self._anthropic_version = anthropic_version
         self._max_line_bytes = max_line_bytes
         self._owns_http = http_client is None
@@ -218,11 +275,24 @@ class Client:
         :class:`IncompleteStreamError` for a body cut before ``message_stop``; each with
         ``.meta`` when a response arrived and ``.partial_message`` after the stream opened.
 
+        Any other exception raised while the request is built, sent or read (a custom
+        transport's or event hook's own, ``httpx.LocalProtocolError``,
+        ``httpx.UnsupportedProtocol``, ``httpx.InvalidURL``...) says the request itself is
+        wrong: it is passed to ``on_error`` as it is, never retried or wrapped, with the
+        response closed.
+
         Disposal cancels the request at any point and closes the response.
 
         Raises:
-            TypeError: a required parameter is missing or a parameter cannot be sent as JSON
-                (at call time).
+            TypeError: a required parameter is missing or a parameter cannot be sent as JSON;
+                an ``extra_headers`` name or value or a ``betas`` entry is not a ``str``;
+                ``betas`` is one string rather than a list of them (at call time).
+            ValueError: ``stream=False``; an ``extra_headers`` name is not an RFC 9110 token
+                or is one the transport sets (``connection``, ``content-length``, ``host``,
+                ``keep-alive``, ``proxy-connection``, ``te``, ``trailer``,
+                ``transfer-encoding``, ``upgrade``); an ``extra_headers`` value or a ``betas``
+                entry holds a line break, NUL or other control character, or is not ASCII (at
+                call time: nothing is sent). The message names the header, never its value.
         """
         for required in ("model", "max_tokens", "messages"):
             if required not in params:
@@ -261,19 +331,23 @@ class Client:
     def _headers(
         self, betas: Sequence[str] | None, extra_headers: Mapping[str, str] | None
     ) -> dict[str, str]:
+        """The request's headers, every one of the caller's checked (see :meth:`stream`)."""
+        secret = self._api_key
+        extra = _checked_headers(extra_headers, "extra_headers", secret)
+        per_call = _checked_betas(betas or (), "betas", secret)
         headers = {
             "accept": "text/event-stream",
             "content-type": "application/json",
             "anthropic-version": self._anthropic_version,
             "user-agent": f"anthropic-rx/{__version__}",
-            **{k.lower(): v for k, v in self._default_headers.items()},
+            **self._default_headers,
         }
         if self._api_key:
             headers["x-api-key"] = self._api_key
-        merged = list(dict.fromkeys([*self._betas, *(betas or ())]))
+        merged = list(dict.fromkeys([*self._betas, *per_call]))
         if merged:
             headers["anthropic-beta"] = ",".join(merged)
-        headers.update({k.lower(): v for k, v in (extra_headers or {}).items()})
+        headers.update(extra)
         return headers
 
     async def _run(self, request: _Request, reader: EventReader, demand: Demand | None) -> None:
@@ -281,15 +355,21 @@ class Client:
         try:
             try:
                 response, sent_at = await self._open(http, request)
-            except AnthropicRxError as exc:
+            except Exception as exc:  # ours, or whatever a transport or hook raised: all told
                 reader.fail(exc)
                 return
-            reader.meta = _meta_of(response, self._api_key)
+            try:
+                reader.meta = _meta_of(response, self._api_key)
+            except Exception as exc:
+                with contextlib.suppress(Exception):  # exc is the error to tell
+                    await response.aclose()
+                reader.fail(exc)
+                return
             # ``timeout`` counts from sending the request that was answered, not from the
             # headers: a slow first byte and a slow body share one budget.
             deadline = None if request.total is None else sent_at + request.total
             await drive_async(
-                Body(response.aiter_bytes(), response.aclose, reader.meta, drain=True),
+                Body(aiter_decoded(response), response.aclose, reader.meta, drain=True),
                 reader,
                 demand,
                 idle_timeout=request.idle,
@@ -325,7 +405,10 @@ class Client:
                         response, secret=self._api_key, limit=_wait_limit(request)
                     )
                 except BaseException:
-                    await response.aclose()
+                    # What is raised (a cancellation among others) goes on, whatever the
+                    # close raises too.
+                    with contextlib.suppress(Exception):
+                        await response.aclose()
                     raise
                 if error_or_none is None:
                     return response, sent_at
@@ -356,6 +439,9 @@ class Client:
                 kind = "read"
             error = APITimeoutError(f"timed out waiting for the API ({kind})", kind=kind)
             raise error from exc
+        except (httpx.LocalProtocolError, httpx.UnsupportedProtocol):
+            # The request cannot be sent as it is: not the network, and no retry can help.
+            raise
         except httpx.TransportError as exc:
             raise APIConnectionError(f"could not reach the API: {exc!r}") from exc
 
@@ -422,6 +508,147 @@ class _Request:
 
     def __repr__(self) -> str:  # never the headers: they hold the API key
         return f"_Request(url={self.url!r})"
+
+
+def _value_problem(value: str) -> str | None:
+    """What makes ``value`` unfit for a header (``None`` when it is fit), without quoting it."""
+    if "\r" in value or "\n" in value:
+        return "contains a line break (CR or LF)"
+    if "\x00" in value:
+        return "contains a NUL character"
+    if _CONTROL.search(value):
+        return "contains a control character"
+    if not value.isascii():
+        return "is not ASCII (header values are sent as ASCII: percent-encode or base64 it)"
+    return None
+
+
+def _redacted(text: str, secret: str | None) -> str:
+    secret = _echoable(secret)
+    return text.replace(secret, _REDACTED) if secret else text
+
+
+def _shown_name(name: str, secret: str | None) -> str:
+    """A header name fit for an error message: quoted, short, the API key blanked."""
+    shown = repr(_redacted(name, secret))
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+def _check_value(value: object, label: str) -> None:
+    """Refuse a header value the client builds from ``value``; the message quotes only
+    ``label``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{label} must be a str, not {type(value).__name__}")
+    problem = _value_problem(value)
+    if problem is not None:
+        raise ValueError(f"{label} {problem}")
+
+
+def _check_api_key(key: object, label: str) -> None:
+    """Refuse a key that cannot be sent as a header; the message never quotes the key."""
+    if not isinstance(key, str):
+        raise TypeError(f"{label} must be a str, not {type(key).__name__}")
+    problem = _value_problem(key)
+    if problem is None:
+        return
+    if not key.isascii() and not _CONTROL.search(key):
+        problem = "is not ASCII (an API key is; was something else pasted with it?)"
+    elif "line break" in problem:
+        problem += "; a key read from a file often ends with a newline"
+    raise ValueError(f"{label} {problem}")
+
+
+def _checked_headers(
+    headers: Mapping[str, str] | None, argument: str, secret: str | None
+) -> dict[str, str]:
+    """``headers`` with lower-case names, once each name and value is fit for the wire.
+
+    Raises:
+        ValueError: a name is not an RFC 9110 token or is one the transport sets, or a value
+            holds a line break, NUL or control character, or is not ASCII. The value is never
+            quoted (it may be a key); the name is, with the API key blanked.
+        TypeError: ``headers`` is not a mapping, or a name or value is not a ``str``.
+    """
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise TypeError(f"{argument} must be a mapping of str to str")
+    checked: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str):
+            raise TypeError(f"{argument}: header names must be str, not {type(name).__name__}")
+        if not _TOKEN.fullmatch(name):
+            raise ValueError(
+                f"{argument}: {_shown_name(name, secret)} is not a valid header name "
+                "(RFC 9110 token: ASCII letters, digits and !#$%&'*+-.^_`|~ only)"
+            )
+        lowered = name.lower()
+        if lowered in _TRANSPORT_HEADERS:
+            raise ValueError(
+                f"{argument}: the {lowered!r} header is set by the HTTP transport and cannot be "
+                "overridden"
+            )
+        if not isinstance(value, str):
+            raise TypeError(
+                f"{argument}: the value of header {_shown_name(name, secret)} must be str, "
+                f"not {type(value).__name__}"
+            )
+        problem = _value_problem(value)
+        if problem is not None:
+            raise ValueError(
+                f"{argument}: the value of header {_shown_name(name, secret)} {problem}"
+            )
+        checked[lowered] = value
+    return checked
+
+
+def _checked_betas(betas: object, argument: str, secret: str | None) -> tuple[str, ...]:
+    """``betas`` as a tuple, once each entry is fit for the ``anthropic-beta`` header."""
+    if isinstance(betas, str | bytes):
+        raise TypeError(f"{argument} takes a list of beta names, not one string: {argument}=[...]")
+    if not isinstance(betas, Iterable):
+        raise TypeError(f"{argument} takes a list of beta names, not {type(betas).__name__}")
+    checked = tuple(betas)
+    for index, beta in enumerate(checked):
+        _check_value(beta, f"{argument}[{index}] {_shown_name(str(beta), secret)}")
+    return checked
+
+
+def _checked_base_url(url: object, label: str, secret: str | None) -> str:
+    """``url`` without its trailing slashes, once it is an absolute http(s) URL with a host.
+
+    Raises:
+        ValueError: it is not (the message shows it with its user info and the key blanked).
+        TypeError: it is not a ``str``.
+    """
+    if not isinstance(url, str):
+        raise TypeError(f"{label} must be a str, not {type(url).__name__}")
+    shown = repr(_USERINFO.sub("//[redacted]@", _redacted(url, secret)))
+    if not url:
+        raise ValueError(f"{label} is empty: pass an http:// or https:// URL")
+    if _SPACE_OR_CONTROL.search(url):
+        raise ValueError(f"{label} contains whitespace or a control character: {shown}")
+    if "://" not in url:
+        guess = "http://" + _USERINFO.sub("//[redacted]@", "//" + _redacted(url, secret))[2:]
+        raise ValueError(
+            f"{label} must start with http:// or https://, got {shown} (did you mean {guess!r}?)"
+        )
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        reason = _USERINFO.sub("//[redacted]@", _redacted(str(exc), secret))
+        raise ValueError(f"{label} is not a valid URL: {shown} ({reason})") from None
+    if parsed.scheme not in _SCHEMES:
+        raise ValueError(f"{label} must be an http:// or https:// URL, got {shown}")
+    if not parsed.host:
+        raise ValueError(f"{label} has no host: {shown}")
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise ValueError(f"{label} has a port outside 1-65535: {shown}")
+    if parsed.query or parsed.fragment or "?" in url or "#" in url:
+        raise ValueError(
+            f"{label} must not have a query or fragment (/v1/messages is appended): {shown}"
+        )
+    return url.rstrip("/")
 
 
 def _wait_limit(request: _Request) -> float | None:
@@ -497,7 +724,7 @@ async def _read_limited(response: httpx.Response, limit: float | None) -> bytes:
     # What arrived before a failure, a stall or the size limit is enough to describe the error.
     with contextlib.suppress(httpx.HTTPError, TimeoutError):
         async with asyncio.timeout(limit):
-            async for chunk in response.aiter_bytes():
+            async for chunk in aiter_decoded(response):
                 chunks.append(chunk)
                 size += len(chunk)
                 if size >= _ERROR_BODY_LIMIT:

@@ -383,32 +383,39 @@ async def drive_async(
     Waits on ``demand`` between chunks. ``idle_timeout``: seconds without an event other than
     ``ping`` (time spent waiting for a slow consumer does not count); ``deadline``: the loop
     time by which the body must have ended. Either failing gives :class:`APITimeoutError`.
-    Cancellation closes the body and propagates.
+    Every exception of the chunks reaches the reader (the subscriber's ``on_error``).
+    Cancellation closes the body and propagates, even when the close raises.
     """
     chunks = cast(AsyncIterator[bytes], body.chunks)
     try:
-        if idle_timeout is None and deadline is None:
-            async for chunk in chunks:
-                if not reader.feed(chunk):
-                    break
-                if demand is not None and not demand.ready:
-                    await demand.wait()
+        try:
+            if idle_timeout is None and deadline is None:
+                async for chunk in chunks:
+                    if not reader.feed(chunk):
+                        break
+                    if demand is not None and not demand.ready:
+                        await demand.wait()
+                else:
+                    reader.end()
             else:
-                reader.end()
-        else:
-            await _drive_timed(chunks, reader, demand, idle_timeout, deadline)
-        if body.drain and reader.completed:
-            await _drain(chunks)
-    except httpx.DecodingError as exc:
-        reader.undecodable(exc)
-    except httpx.TransportError as exc:
-        reader.transport_failed(exc)
-    except Exception as exc:
-        if reader.finished:  # raised by the subscriber's own on_completed / on_error: surface it
-            raise
-        reader.fail(exc)  # a failing user iterable: its error, unchanged
-    finally:
-        await _close_async(body)
+                await _drive_timed(chunks, reader, demand, idle_timeout, deadline)
+            if body.drain and reader.completed:
+                await _drain(chunks)
+        except httpx.DecodingError as exc:
+            reader.undecodable(exc)
+        except httpx.TransportError as exc:
+            reader.transport_failed(exc)
+        except Exception as exc:
+            if reader.finished:  # raised by the subscriber's own on_completed / on_error
+                raise
+            reader.fail(exc)  # a failing user iterable or transport stream: its error, unchanged
+    except BaseException:
+        # Cancelled, or the subscriber's own error on its way out: that is what goes on; a
+        # close failing as well must not replace it.
+        with contextlib.suppress(Exception):
+            await _close_async(body)
+        raise
+    await _close_async(body)
 
 
 async def _drive_timed(
@@ -470,24 +477,30 @@ async def _close_async(body: Body) -> None:
 
 def _drive_sync(body: Body, reader: EventReader) -> None:
     chunks = cast("Iterator[bytes]", body.chunks)
+    closer = body.close or getattr(chunks, "close", None)
     try:
-        for chunk in chunks:
-            if not reader.feed(chunk):
-                break
-        else:
-            reader.end()
-    except httpx.DecodingError as exc:
-        reader.undecodable(exc)
-    except httpx.TransportError as exc:
-        reader.transport_failed(exc)
-    except Exception as exc:
-        if reader.finished:  # raised by the subscriber's own on_completed / on_error: surface it
-            raise
-        reader.fail(exc)
-    finally:
-        closer = body.close or getattr(chunks, "close", None)
+        try:
+            for chunk in chunks:
+                if not reader.feed(chunk):
+                    break
+            else:
+                reader.end()
+        except httpx.DecodingError as exc:
+            reader.undecodable(exc)
+        except httpx.TransportError as exc:
+            reader.transport_failed(exc)
+        except Exception as exc:
+            if reader.finished:  # raised by the subscriber's own on_completed / on_error
+                raise
+            reader.fail(exc)
+    except BaseException:
+        # The exception on its way out is what matters; a close failing too must not hide it.
         if closer is not None:
-            closer()
+            with contextlib.suppress(Exception):
+                closer()
+        raise
+    if closer is not None:
+        closer()
 
 
 def event_loop_of(scheduler: abc.SchedulerBase | None) -> asyncio.AbstractEventLoop:

@@ -5,12 +5,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install fmt fmt-check lint typecheck test check bench bench-quick docs serve-docs clean
+.PHONY: install fmt fmt-check lint typecheck test check soak bench bench-sinks bench-quick docs serve-docs clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tests/node/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
 	$(BIN)/python -m pip install --quiet -e ".[web,redis,database]" --group dev
+	if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/node --no-audit --no-fund; \
+	else echo "note: npm not found; tests that read the ai-sdk stream with Node will be skipped"; fi
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -33,8 +35,17 @@ test: $(STAMP)
 
 check: fmt-check lint typecheck test
 
+# The fuzz and property suites, fifty times the examples of a `make check` run.
+soak: $(STAMP)
+	ANTHROPIC_RX_SOAK=1 $(BIN)/pytest -q -p no:cacheprovider tests/test_http11_differential.py \
+		tests/test_http11.py tests/sinks
+
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks.sinks
+
+bench-sinks: $(STAMP)
+	$(BIN)/python -m benchmarks.sinks
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks --quick --guard

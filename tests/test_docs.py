@@ -31,6 +31,7 @@ PAGES = [
     DOCS / "index.md",
     DOCS / "getting-started.md",
     DOCS / "recipes.md",
+    DOCS / "sse.md",
     DOCS / "operators.md",
     DOCS / "errors.md",
     DOCS / "testing.md",
@@ -175,6 +176,7 @@ def test_reference_names_resolve() -> None:
         "anthropic_rx",
         "anthropic_rx.operators",
         "anthropic_rx.cancel",
+        "anthropic_rx.sinks",
         "anthropic_rx.testing",
     ]
     for name in names:

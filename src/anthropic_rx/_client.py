@@ -38,6 +38,7 @@ from ._exceptions import (
     ProtocolError,
     api_error_from_body,
 )
+from ._fields import CONTROL, is_token, value_problem
 from ._meta import ResponseMeta
 from ._pacing import Demand, current_demand
 from ._source import Body, EventReader, EventStream, drive_async, event_loop_of, stop_reading
@@ -60,10 +61,6 @@ _REDACTED = "[redacted]"
 _MIN_REDACTED_KEY = 8  # real keys are about a hundred characters
 _STREAMS_PER_POOL = 32
 _MAX_POOLS = 64
-# RFC 9110 §5.6.2: a field name is a token.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# RFC 9110 §5.5: a field value holds no control character but HTAB (CR, LF, NUL among them).
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f\s]")
 _USERINFO = re.compile(r"//[^/?#]*@")
 # The framing and routing of the connection, which the transport alone decides: a caller's
@@ -510,19 +507,6 @@ class _Request:
         return f"_Request(url={self.url!r})"
 
 
-def _value_problem(value: str) -> str | None:
-    """What makes ``value`` unfit for a header (``None`` when it is fit), without quoting it."""
-    if "\r" in value or "\n" in value:
-        return "contains a line break (CR or LF)"
-    if "\x00" in value:
-        return "contains a NUL character"
-    if _CONTROL.search(value):
-        return "contains a control character"
-    if not value.isascii():
-        return "is not ASCII (header values are sent as ASCII: percent-encode or base64 it)"
-    return None
-
-
 def _redacted(text: str, secret: str | None) -> str:
     secret = _echoable(secret)
     return text.replace(secret, _REDACTED) if secret else text
@@ -539,7 +523,7 @@ def _check_value(value: object, label: str) -> None:
     ``label``."""
     if not isinstance(value, str):
         raise TypeError(f"{label} must be a str, not {type(value).__name__}")
-    problem = _value_problem(value)
+    problem = value_problem(value)
     if problem is not None:
         raise ValueError(f"{label} {problem}")
 
@@ -548,10 +532,10 @@ def _check_api_key(key: object, label: str) -> None:
     """Refuse a key that cannot be sent as a header; the message never quotes the key."""
     if not isinstance(key, str):
         raise TypeError(f"{label} must be a str, not {type(key).__name__}")
-    problem = _value_problem(key)
+    problem = value_problem(key)
     if problem is None:
         return
-    if not key.isascii() and not _CONTROL.search(key):
+    if not key.isascii() and not CONTROL.search(key):
         problem = "is not ASCII (an API key is; was something else pasted with it?)"
     elif "line break" in problem:
         problem += "; a key read from a file often ends with a newline"
@@ -577,7 +561,7 @@ def _checked_headers(
     for name, value in headers.items():
         if not isinstance(name, str):
             raise TypeError(f"{argument}: header names must be str, not {type(name).__name__}")
-        if not _TOKEN.fullmatch(name):
+        if not is_token(name):
             raise ValueError(
                 f"{argument}: {_shown_name(name, secret)} is not a valid header name "
                 "(RFC 9110 token: ASCII letters, digits and !#$%&'*+-.^_`|~ only)"
@@ -593,7 +577,7 @@ def _checked_headers(
                 f"{argument}: the value of header {_shown_name(name, secret)} must be str, "
                 f"not {type(value).__name__}"
             )
-        problem = _value_problem(value)
+        problem = value_problem(value)
         if problem is not None:
             raise ValueError(
                 f"{argument}: the value of header {_shown_name(name, secret)} {problem}"

@@ -21,8 +21,9 @@ import time
 from typing import Protocol, runtime_checkable
 
 from ._cancel import CancelToken
+from ._redis_flags import RedisCancelFlags
 
-__all__ = ["CancelFlags", "CancelToken", "MemoryCancelFlags"]
+__all__ = ["CancelFlags", "CancelToken", "MemoryCancelFlags", "RedisCancelFlags"]
 
 STOP_REASON = "stop requested"
 

@@ -94,7 +94,7 @@ def accumulate() -> Callable[
 
             def on_completed() -> None:
                 if snapshot is not None and not ended:
-                    observer.on_next(_cancelled(snapshot, estimate=not usage_reported))
+                    observer.on_next(cancelled_snapshot(snapshot, estimate=not usage_reported))
                 observer.on_completed()
 
             return events.subscribe(on_next, observer.on_error, on_completed, scheduler=scheduler)
@@ -104,7 +104,10 @@ def accumulate() -> Callable[
     return operator
 
 
-def _cancelled(snapshot: Message, *, estimate: bool) -> Message:
+def cancelled_snapshot(snapshot: Message, *, estimate: bool) -> Message:
+    """The last snapshot of a reply stopped on purpose: ``cancelled`` set and, when ``estimate``
+    (no ``message_delta`` reported usage), ``output_tokens`` estimated from the generated text
+    and ``usage.estimated`` set. Shared by every sink that reports a cancelled reply."""
     if not estimate:
         return snapshot.model_copy(update={"cancelled": True})
     usage = snapshot.usage or Usage()

@@ -1,0 +1,340 @@
+"""The sinks benchmark: ``python -m benchmarks.sinks [--quick]``.
+
+Measures, beside hand-written floors, in one run (the app under test in its own process,
+``_sinks_app.py``; the readers here, in this process, over loopback):
+
+1. **CPU per delta of ``sinks.sse_response``** against a bare Starlette ``StreamingResponse``
+   writing pre-encoded frames (goal ≤ 1.5x): the server process's CPU time for one response of
+   N deltas, read to its end; median of the repeats, the contenders rotating.
+2. **One reply to many SSE subscribers** of a ``MemoryBroadcaster`` in one process: every
+   subscriber connects, then the reply is published at a model's pace; each delta carries the
+   monotonic clock at which it was published, so the time it reaches each reader is the latency
+   added by the broadcaster, the SSE response, uvicorn and the loopback (goal: p99 ≤ 50 ms).
+   Memory per subscriber is the server's RSS growth with every subscriber connected.
+3. **A subscriber that stops reading**: a reply published unpaced to one reader that reads and
+   one that never reads; the server's RSS growth against the same reply with only the reader.
+
+Writes ``benchmarks/RESULTS-sinks.md`` (``--quick``: ``benchmarks/out/RESULTS-sinks-quick.md``)
+and prints it. ``--guard`` exits 1 when a goal is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+_STAMP = re.compile(rb'data: \{"text": ?"(\d+)"\}')
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    repeats: int
+    cpu_deltas: int
+    subscribers: int
+    fan_deltas: int
+    fan_rate: float
+    stall_deltas: int
+
+
+FULL = Config("full", 5, 10_000, 1000, 250, 25.0, 100_000)
+QUICK = Config("quick", 3, 3_000, 300, 100, 25.0, 30_000)
+
+
+class App:
+    """The app process; stops when its stdin closes."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks._sinks_app"],
+            cwd=HERE.parent,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line.startswith("PORT "):
+            self.stop()
+            raise RuntimeError(f"the sinks app did not start: {line!r}")
+        self.port = int(line.split()[1])
+
+    def stop(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+async def _request(port: int, method: str, target: str) -> bytes:
+    """One request on its own connection; the whole response (read until close)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"{method} {target} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n"
+        "Content-Length: 0\r\n\r\n".encode()
+    )
+    data = await reader.read()
+    writer.close()
+    return data
+
+
+async def _number(port: int, target: str) -> float:
+    return float((await _request(port, "GET", target)).rsplit(b"\r\n\r\n", 1)[1])
+
+
+async def cpu_per_delta(port: int, route: str, n: int) -> float:
+    """Server CPU µs per delta for one response of ``route`` with ``n`` deltas."""
+    before = await _number(port, "/cpu")
+    body = await _request(port, "GET", f"/{route}?n={n}")
+    after = await _number(port, "/cpu")
+    if body.count(b"data: {") < n:
+        raise RuntimeError(f"/{route} sent {body.count(b'data: {')} of {n} deltas")
+    return (after - before) / n * 1e6
+
+
+class Subscriber:
+    """A raw-socket SSE reader of ``GET /sub`` recording each delta's added latency."""
+
+    def __init__(self) -> None:
+        self.connected = asyncio.Event()
+        self.latencies_ns: list[int] = []
+        self.stamps: list[int] = []
+        self.done = False
+
+    async def run(self, port: int, *, read: bool = True, rcvbuf: int | None = None) -> None:
+        import socket
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(b"GET /sub HTTP/1.1\r\nHost: bench\r\n\r\n")
+        buffer = b""
+        try:
+            while not self.connected.is_set():
+                chunk = await reader.read(65536)
+                if not chunk:
+                    return
+                buffer += chunk
+                if b"retry:" in buffer or b"data:" in buffer:
+                    self.connected.set()
+            if not read:
+                await asyncio.sleep(3600)
+            while True:
+                now = time.monotonic_ns()
+                for stamp in _STAMP.findall(buffer):
+                    self.stamps.append(int(stamp))
+                    self.latencies_ns.append(now - int(stamp))
+                if b"event: done" in buffer:
+                    self.done = True
+                    return
+                keep = buffer.rfind(b"\n\n")
+                buffer = buffer[keep + 2 :] if keep >= 0 else buffer
+                chunk = await reader.read(65536)
+                if not chunk:
+                    return
+                buffer += chunk
+        finally:
+            writer.close()
+
+
+async def fan_out(port: int, subscribers: int, n: int, rate: float) -> dict[str, float]:
+    """One reply of ``n`` deltas at ``rate``/s to ``subscribers`` SSE readers."""
+    await _request(port, "POST", f"/publish?n={n}&rate={rate}")
+    rss_before = await _number(port, "/rss")
+    readers = [Subscriber() for _ in range(subscribers)]
+    tasks = []
+    for index, reader in enumerate(readers):
+        tasks.append(asyncio.create_task(reader.run(port)))
+        if index % 100 == 99:
+            await asyncio.gather(*(r.connected.wait() for r in readers[: index + 1]))
+    async with asyncio.timeout(60):
+        await asyncio.gather(*(r.connected.wait() for r in readers))
+    rss_connected = await _number(port, "/rss")
+    await _request(port, "POST", "/go")
+    async with asyncio.timeout(n / rate + 60):
+        await asyncio.gather(*tasks)
+    incomplete = sum(1 for r in readers if not r.done or len(r.stamps) != n)
+    if incomplete:
+        raise RuntimeError(f"{incomplete} of {subscribers} subscribers missed deltas")
+    if any(r.stamps != sorted(r.stamps) for r in readers):
+        raise RuntimeError("a subscriber received deltas out of order")
+    latencies = sorted(lat / 1e6 for r in readers for lat in r.latencies_ns)
+    return {
+        "p50_ms": latencies[len(latencies) // 2],
+        "p99_ms": latencies[int(len(latencies) * 0.99)],
+        "max_ms": latencies[-1],
+        "kib_per_subscriber": (rss_connected - rss_before) / subscribers / 1024,
+    }
+
+
+async def stalled(port: int, n: int) -> dict[str, float]:
+    """Server RSS growth for an unpaced reply: one reader, then one reader and one stalled."""
+    growth = []
+    for with_stalled in (False, True):
+        await _request(port, "POST", f"/publish?n={n}&rate=1e9")
+        before = await _number(port, "/rss")
+        fast = Subscriber()
+        tasks = [asyncio.create_task(fast.run(port))]
+        stuck = Subscriber()
+        if with_stalled:
+            tasks.append(asyncio.create_task(stuck.run(port, read=False, rcvbuf=4096)))
+            await stuck.connected.wait()
+        await fast.connected.wait()
+        await _request(port, "POST", "/go")
+        async with asyncio.timeout(120):
+            await tasks[0]
+        if len(fast.stamps) != n:
+            raise RuntimeError(f"the reading subscriber got {len(fast.stamps)} of {n} deltas")
+        growth.append((await _number(port, "/rss")) - before)
+        for task in tasks[1:]:
+            task.cancel()
+        await asyncio.sleep(0.2)
+    return {
+        "reader_only_mib": growth[0] / 2**20,
+        "with_stalled_mib": growth[1] / 2**20,
+        "stalled_cost_mib": (growth[1] - growth[0]) / 2**20,
+    }
+
+
+async def run(config: Config) -> dict[str, object]:
+    results: dict[str, object] = {}
+    app = App()
+    try:
+        routes = ["floor", "sse", "floor-paced", "sse-paced", "sse-bytes"]
+        cpu: dict[str, list[float]] = {route: [] for route in routes}
+        await cpu_per_delta(app.port, "sse", 500)  # warm up imports and caches
+        await cpu_per_delta(app.port, "floor", 500)
+        for repeat in range(config.repeats):
+            shift = repeat % len(routes)
+            for route in routes[shift:] + routes[:shift]:
+                cpu[route].append(await cpu_per_delta(app.port, route, config.cpu_deltas))
+        results["cpu"] = {route: statistics.median(values) for route, values in cpu.items()}
+        results["cpu_spread"] = {route: (min(v), max(v)) for route, v in cpu.items()}
+    finally:
+        app.stop()
+    app = App()
+    try:
+        results["fan_out"] = await fan_out(
+            app.port, config.subscribers, config.fan_deltas, config.fan_rate
+        )
+    finally:
+        app.stop()
+    app = App()
+    try:
+        results["stalled"] = await stalled(app.port, config.stall_deltas)
+    finally:
+        app.stop()
+    return results
+
+
+def report(config: Config, results: dict[str, object]) -> tuple[str, list[str]]:
+    cpu = results["cpu"]
+    spread = results["cpu_spread"]
+    fan = results["fan_out"]
+    stall = results["stalled"]
+    assert isinstance(cpu, dict) and isinstance(spread, dict)
+    assert isinstance(fan, dict) and isinstance(stall, dict)
+    ratio = cpu["sse"] / cpu["floor"]
+    paced_ratio = cpu["sse-paced"] / cpu["floor-paced"]
+    misses = []
+    if ratio > 1.5:
+        misses.append(f"sse_response CPU per delta {ratio:.2f}x the floor (goal <= 1.5x)")
+    if paced_ratio > 1.5:
+        misses.append(
+            f"sse_response CPU per delta, paced, {paced_ratio:.2f}x the floor (goal <= 1.5x)"
+        )
+    if fan["p99_ms"] > 50:
+        misses.append(f"fan-out p99 added latency {fan['p99_ms']:.1f} ms (goal <= 50 ms)")
+    lines = [
+        f"# Sinks benchmark ({config.name} run)",
+        "",
+        f"`python -m benchmarks.sinks{' --quick' if config.name == 'quick' else ''}`, "
+        f"{time.strftime('%Y-%m-%d')}, {config.repeats} repeats, uvicorn (h11) in its own "
+        "process, readers over loopback in another.",
+        "",
+        f'## CPU per delta of the SSE response ({config.cpu_deltas:,} deltas, `format="text"`)',
+        "",
+        "| response | server CPU µs/delta (median) | spread | x its floor |",
+        "|---|---|---|---|",
+    ]
+    names = {
+        "floor": "floor: `StreamingResponse` of pre-encoded frames",
+        "sse": "`sinks.sse_response` over parsed events",
+        "floor-paced": "floor, one frame per loop turn",
+        "sse-paced": "`sinks.sse_response`, one event per loop turn",
+        "sse-bytes": "`sinks.sse_response(arx.from_sse_bytes(...))` (decoding included)",
+    }
+    floors = {"sse": "floor", "sse-paced": "floor-paced", "sse-bytes": "floor"}
+    for route in names:
+        low, high = spread[route]
+        base = cpu[floors.get(route, route)]
+        lines.append(
+            f"| {names[route]} | {cpu[route]:.2f} | {low:.2f}-{high:.2f} | "
+            f"{cpu[route] / base:.2f} |"
+        )
+    lines += [
+        "",
+        f"Goal: `sse_response` ≤ 1.5x the floor: **{ratio:.2f}x** with the source ahead "
+        f"(frames already waiting go in one send), **{paced_ratio:.2f}x** with the source "
+        "paced (every frame its own send, as at a model's pace).",
+        "",
+        f"## One reply to {config.subscribers:,} SSE subscribers (`MemoryBroadcaster`)",
+        "",
+        f"{config.fan_deltas} deltas at {config.fan_rate:g}/s; latency from publish to the "
+        "reader's socket (every subscriber got every delta, in order).",
+        "",
+        "| p50 ms | p99 ms | max ms | server KiB per subscriber |",
+        "|---|---|---|---|",
+        f"| {fan['p50_ms']:.1f} | {fan['p99_ms']:.1f} | {fan['max_ms']:.1f} | "
+        f"{fan['kib_per_subscriber']:.1f} |",
+        "",
+        "Goal: p99 added latency ≤ 50 ms.",
+        "",
+        f"## A subscriber that stops reading ({config.stall_deltas:,} deltas, unpaced)",
+        "",
+        "| server RSS growth, one reader | with one stalled subscriber too | cost of the stalled |",
+        "|---|---|---|",
+        f"| {stall['reader_only_mib']:.1f} MiB | {stall['with_stalled_mib']:.1f} MiB | "
+        f"{stall['stalled_cost_mib']:.1f} MiB |",
+        "",
+        "The reading subscriber got every delta while the other stalled; the stalled one costs "
+        "its bounded buffer, not the reply.",
+    ]
+    if misses:
+        lines += ["", "Missed: " + "; ".join(misses)]
+    return "\n".join(lines) + "\n", misses
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="the short run")
+    parser.add_argument("--guard", action="store_true", help="exit 1 when a goal is missed")
+    args = parser.parse_args()
+    config = QUICK if args.quick else FULL
+    results = asyncio.run(run(config))
+    text, misses = report(config, results)
+    OUT.mkdir(exist_ok=True)
+    path = OUT / "RESULTS-sinks-quick.md" if args.quick else HERE / "RESULTS-sinks.md"
+    path.write_text(text, encoding="utf-8")
+    print(text)
+    if args.guard and misses:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

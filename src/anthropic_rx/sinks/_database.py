@@ -1,0 +1,750 @@
+"""Saving a reply to a database as it streams: one row per message, SQLAlchemy 2 async.
+
+```
+save(events, message_id=...)
+  │ events.subscribe: on_next feeds a MessageBuilder, flags a checkpoint, never awaits
+  │ the save coroutine itself:
+  │   upsert status="streaming"   at message_start, at each content_block_stop, and every
+  │                               checkpoint_every seconds while something is unsaved
+  │                               (one write in flight at most; what comes meanwhile waits
+  │                               for the next one: never a queue of writes)
+  │ upsert the final status       finished · cancelled · failed · incomplete
+```
+
+The stream is never slowed by the database: events are taken synchronously into the builder
+while a write is in flight, and each write stores the whole snapshot so far (an upsert), so a
+checkpoint that could not be written is made good by the next one.
+
+Final status rules:
+
+- ``finished``: ``message_stop`` arrived.
+- ``cancelled``: the events completed without ``message_stop`` (``ops.take_until_cancel``
+  fired); the usage is estimated as the broadcaster does when no ``message_delta`` came.
+- ``incomplete``: the body ended without ``message_stop`` (:class:`IncompleteStreamError`),
+  the saving task was cancelled, or :meth:`DatabaseWriter.recover` found the row left
+  ``streaming`` by a process that stopped.
+- ``failed``: any other error, a lost connection to the API (:class:`APIConnectionError`)
+  included: the reply did not end the way a truncated body does, it broke; ``error_type`` and
+  ``error_message`` are what :func:`~anthropic_rx.sinks._errors.public_error` shows.
+
+``usage_estimated`` is true whenever the row has no usage from a ``message_delta``; its
+``output_tokens`` are then estimated from the generated text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import weakref
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal, TypeAlias, cast
+
+import reactivex
+from reactivex import abc
+from reactivex.scheduler.eventloop import AsyncIOScheduler
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    event,
+    exc,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from .._error_event import error_of_event
+from .._events import (
+    ContentBlockStopEvent,
+    ErrorEvent,
+    Message,
+    MessageDeltaEvent,
+    MessageStartEvent,
+    MessageStreamEvent,
+    PingEvent,
+    TextBlock,
+)
+from .._exceptions import AnthropicRxError, IncompleteStreamError, ProtocolError
+from .._snapshot import MessageBuilder
+from ..operators._accumulate import cancelled_snapshot
+from ._errors import public_error
+
+__all__ = ["DEFAULT_TABLE", "DatabaseWriteError", "DatabaseWriter", "Status", "StoredMessage"]
+
+_log = logging.getLogger("anthropic_rx.sinks")
+
+DEFAULT_TABLE: Final = "arx_messages"
+
+Status: TypeAlias = Literal["streaming", "finished", "cancelled", "failed", "incomplete"]
+
+_COLUMNS: Final = (
+    "id",
+    "conversation_id",
+    "role",
+    "model",
+    "status",
+    "text",
+    "content",
+    "stop_reason",
+    "error_type",
+    "error_message",
+    "input_tokens",
+    "output_tokens",
+    "usage_estimated",
+    "request_id",
+    "created_at",
+    "updated_at",
+)
+
+# SQLite takes one writer at a time: the writes of every DatabaseWriter over one engine wait
+# for each other here instead of failing with "database is locked". Keyed weakly by the engine,
+# so a disposed and forgotten engine takes its lock with it.
+_SQLITE_LOCKS: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+class DatabaseWriteError(AnthropicRxError):
+    """A reply's row could not be written, after retries.
+
+    ``__cause__`` is the database driver's error (through SQLAlchemy). The row keeps what the
+    last successful write stored (status ``streaming`` when that was a checkpoint, which
+    :meth:`DatabaseWriter.recover` later ends ``incomplete``).
+
+    Attributes:
+        message_id: the row's id.
+        stream_error: the stream's own error, when the reply failed as well (it was not
+            recorded).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        message_id: str,
+        stream_error: BaseException | None = None,
+        partial_message: Message | None = None,
+    ) -> None:
+        super().__init__(message, partial_message=partial_message)
+        self.message_id = message_id
+        self.stream_error = stream_error
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """One row of the writer's table, as :meth:`DatabaseWriter.get` reads it.
+
+    Attributes are the table's columns; ``content`` is the list of content blocks as the API's
+    JSON (tool input and thinking included); timestamps are timezone-aware (UTC).
+    """
+
+    id: str
+    conversation_id: str | None
+    role: str | None
+    model: str | None
+    status: Status
+    text: str
+    content: list[dict[str, Any]]
+    stop_reason: str | None
+    error_type: str | None
+    error_message: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    usage_estimated: bool
+    request_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def usage(self) -> dict[str, int] | None:
+        """``{"input_tokens", "output_tokens"}``, or ``None`` when the row has no usage."""
+        if self.input_tokens is None and self.output_tokens is None:
+            return None
+        return {
+            "input_tokens": self.input_tokens or 0,
+            "output_tokens": self.output_tokens or 0,
+        }
+
+
+def message_table(name: str = DEFAULT_TABLE, metadata: MetaData | None = None) -> Table:
+    """The writer's table, named ``name`` (a user's own table needs these columns).
+
+    Returns:
+        A SQLAlchemy ``Table`` in ``metadata`` (a new ``MetaData`` by default).
+    """
+    return Table(
+        name,
+        metadata if metadata is not None else MetaData(),
+        Column("id", String(255), primary_key=True),
+        Column("conversation_id", String(255), index=True),
+        Column("role", String(32)),
+        Column("model", String(255)),
+        Column("status", String(16), nullable=False, index=True),
+        Column("text", Text, nullable=False, default=""),
+        Column("content", JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
+        Column("stop_reason", String(64)),
+        Column("error_type", String(255)),
+        Column("error_message", Text),
+        Column("input_tokens", Integer),
+        Column("output_tokens", Integer),
+        Column("usage_estimated", Boolean, nullable=False, default=False),
+        Column("request_id", String(255)),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    # WAL: readers never wait for the writer; busy_timeout: another process's write is waited
+    # for instead of failing at once.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+class DatabaseWriter:
+    """Saves streamed replies, one row per message, as they stream.
+
+    Args:
+        engine_or_url: a SQLAlchemy async URL (``"sqlite+aiosqlite:///chat.db"``,
+            ``"postgresql+asyncpg://user@host/db"``) or an ``AsyncEngine``. An engine made from
+            a URL has ``pool_pre_ping`` on, SQLite in WAL mode with a 5 s busy timeout, and is
+            disposed by :meth:`aclose`; a given engine is the caller's to dispose.
+        table: the table's name (default ``"arx_messages"``) or a SQLAlchemy ``Table`` of the
+            caller's with at least the writer's columns (see :func:`message_table`).
+        checkpoint_every: seconds between checkpoints of a streaming reply at most.
+        retries: further attempts of a write that failed (a lost connection, a locked
+            database), ``retry_backoff`` seconds apart, doubling.
+        retry_backoff: seconds before the first retry.
+
+    Raises:
+        ValueError: an option is out of range, or ``table`` lacks a column.
+        TypeError: ``engine_or_url`` is neither a string nor an ``AsyncEngine``.
+    """
+
+    def __init__(
+        self,
+        engine_or_url: str | AsyncEngine,
+        *,
+        table: str | Table | None = None,
+        checkpoint_every: float = 0.5,
+        retries: int = 2,
+        retry_backoff: float = 0.05,
+    ) -> None:
+        if not checkpoint_every > 0 or math.isinf(checkpoint_every):
+            raise ValueError("checkpoint_every must be a positive number of seconds")
+        if retries < 0:
+            raise ValueError("retries must be zero or more")
+        if retry_backoff < 0:
+            raise ValueError("retry_backoff must be zero or more")
+        if isinstance(engine_or_url, AsyncEngine):
+            self.engine = engine_or_url
+            self._owns_engine = False
+        elif isinstance(engine_or_url, str):
+            if not engine_or_url:
+                raise ValueError("the database URL is empty")
+            self.engine = create_async_engine(engine_or_url, pool_pre_ping=True)
+            self._owns_engine = True
+            if self.engine.dialect.name == "sqlite":
+                event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            raise TypeError(
+                f"engine_or_url must be a URL or an AsyncEngine, not {type(engine_or_url).__name__}"
+            )
+        if table is None or isinstance(table, str):
+            if table == "":
+                raise ValueError("the table name is empty")
+            self.table = message_table(table or DEFAULT_TABLE)
+        elif isinstance(table, Table):
+            missing = [name for name in _COLUMNS if name not in table.c]
+            if missing:
+                raise ValueError(f"table {table.name!r} lacks the columns {missing}")
+            self.table = table
+        else:
+            raise TypeError(f"table must be a name or a Table, not {type(table).__name__}")
+        self.checkpoint_every = float(checkpoint_every)
+        self.retries = retries
+        self.retry_backoff = retry_backoff
+        self._dialect = self.engine.dialect.name
+
+    def __repr__(self) -> str:
+        # The URL's password never shows: render_as_string hides it by default.
+        url = self.engine.url.render_as_string(hide_password=True)
+        return f"DatabaseWriter({url!r}, table={self.table.name!r})"
+
+    # --- schema and reads ----------------------------------------------------------------
+
+    async def create_all(self) -> None:
+        """Create the table and its indexes when they do not exist (SQLite: switch the file
+        to WAL mode, which the file keeps).
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: the database refused.
+        """
+        async with self._write_lock(), self.engine.begin() as conn:
+            if self._dialect == "sqlite":
+                await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+            await conn.run_sync(self.table.create, checkfirst=True)
+
+    async def get(self, message_id: str) -> StoredMessage | None:
+        """The row of ``message_id``, or ``None`` when there is none.
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: the database refused.
+        """
+        columns = [self.table.c[name] for name in _COLUMNS]
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(*columns).where(self.table.c.id == message_id))
+            ).first()
+        if row is None:
+            return None
+        values = dict(zip(_COLUMNS, row, strict=True))
+        for name in ("created_at", "updated_at"):
+            stamp = values[name]
+            if stamp is not None and stamp.tzinfo is None:  # SQLite keeps no zone: ours is UTC
+                values[name] = stamp.replace(tzinfo=UTC)
+        values["text"] = values["text"] or ""
+        values["content"] = list(values["content"] or [])
+        values["usage_estimated"] = bool(values["usage_estimated"])
+        return StoredMessage(**values)
+
+    async def recover(self, older_than: float = 60) -> int:
+        """End the rows left ``streaming`` and not updated for ``older_than`` seconds (their
+        process stopped before the reply ended) as ``incomplete``.
+
+        A live reply's row is updated only when something arrives: choose ``older_than``
+        above the longest silence a reply may have (the client's ``idle_timeout``). A live
+        row ended here anyway takes its true final status at its final write.
+
+        Returns:
+            How many rows it ended.
+
+        Raises:
+            ValueError: ``older_than`` is negative.
+            sqlalchemy.exc.SQLAlchemyError: the database refused.
+        """
+        if not older_than >= 0:
+            raise ValueError("older_than must be zero or more seconds")
+        now = _now()
+        table = self.table
+        statement = (
+            update(table)
+            .where(table.c.status == "streaming")
+            .where(table.c.updated_at <= now - timedelta(seconds=older_than))
+            .values(
+                status="incomplete",
+                error_type="IncompleteStreamError",
+                error_message="the process saving this reply stopped before it ended",
+                updated_at=now,
+            )
+        )
+        async with self._write_lock(), self.engine.begin() as conn:
+            result = await conn.execute(statement)
+        return int(result.rowcount)
+
+    async def aclose(self) -> None:
+        """Dispose the engine when the writer made it from a URL (a given one is left open)."""
+        if self._owns_engine:
+            await self.engine.dispose()
+
+    # --- saving --------------------------------------------------------------------------
+
+    async def save(
+        self,
+        events: reactivex.Observable[MessageStreamEvent],
+        *,
+        message_id: str,
+        conversation_id: str | None = None,
+    ) -> Message | None:
+        """Save one reply as the row ``message_id``, while it streams.
+
+        Subscribes to ``events`` once. The row is ``streaming`` from ``message_start`` on, its
+        text and content saved at checkpoints (at each ``content_block_stop`` and every
+        ``checkpoint_every`` seconds while something is unsaved, one write at a time), then it
+        takes exactly one final status (see the module's rules). A row is written even for a
+        reply that ended before ``message_start`` (no model, no content). A write that fails is
+        retried ``retries`` times; a checkpoint that still fails is made good by the next
+        write, which stores the whole snapshot.
+
+        Returns:
+            The final message; the cancelled snapshot (``cancelled=True``, usage estimated
+            when no ``message_delta`` came) when the events completed without
+            ``message_stop``; ``None`` when they did before ``message_start``.
+
+        Raises:
+            ValueError: ``message_id`` is empty (nothing was subscribed).
+            DatabaseWriteError: the final row could not be written (the events were consumed
+                to their end first; the stream's own error is its ``stream_error``).
+            Exception: the stream's error (typed, with ``.partial_message``), after the row
+                recorded it.
+
+        Cancellation (of the awaiting task): the events are disposed, the row is ended
+        ``incomplete`` (one attempt), and ``CancelledError`` propagates.
+        """
+        if not isinstance(message_id, str) or not message_id:
+            raise ValueError("message_id must be a non-empty string")
+        if conversation_id is not None and not isinstance(conversation_id, str):
+            raise TypeError("conversation_id must be a string or None")
+        loop = asyncio.get_running_loop()
+        saving = _Saving(loop)
+        created = _now()
+        ended = False
+        try:
+            saving.start(events)
+            await self._checkpoints(saving, message_id, conversation_id, created)
+            status, row_message, result = saving.outcome()
+            ended = True
+            try:
+                await self._write(
+                    message_id,
+                    conversation_id,
+                    created,
+                    saving,
+                    row_message,
+                    status,
+                    error=result if isinstance(result, BaseException) else None,
+                )
+            except (exc.SQLAlchemyError, OSError) as error:
+                stream_error = result if isinstance(result, BaseException) else None
+                raise DatabaseWriteError(
+                    f"could not write the {status} row of message {message_id!r}: "
+                    f"{type(error).__name__}",
+                    message_id=message_id,
+                    stream_error=stream_error,
+                    partial_message=row_message,
+                ) from error
+        except asyncio.CancelledError:
+            saving.stop()
+            if not ended:
+                ended = True
+                try:
+                    await self._write(
+                        message_id,
+                        conversation_id,
+                        created,
+                        saving,
+                        saving.builder.message(),
+                        "incomplete",
+                        error=IncompleteStreamError("the reply's saving was cancelled"),
+                        attempts=1,
+                    )
+                except Exception:  # the cancel wins; recover() ends the row later
+                    _log.exception("could not end message %r after a cancel", message_id)
+            raise
+        finally:
+            saving.stop()
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def _checkpoints(
+        self, saving: _Saving, message_id: str, conversation_id: str | None, created: datetime
+    ) -> None:
+        """Write a checkpoint whenever one is due, until the events end."""
+        loop = saving.loop
+        last_write = -math.inf
+        while not saving.finished:
+            due = saving.urgent or (
+                saving.dirty and loop.time() - last_write >= self.checkpoint_every
+            )
+            if due:
+                saving.urgent = saving.dirty = False
+                last_write = loop.time()
+                try:
+                    await self._write(
+                        message_id,
+                        conversation_id,
+                        created,
+                        saving,
+                        saving.builder.message(),
+                        "streaming",
+                    )
+                except (exc.SQLAlchemyError, OSError) as error:
+                    # The next write stores the whole snapshot: nothing is lost unless the
+                    # final one fails too, which is raised.
+                    saving.dirty = True
+                    _log.warning(
+                        "checkpoint of message %r not written (%s); the next write retries",
+                        message_id,
+                        type(error).__name__,
+                    )
+                continue
+            timeout = None
+            if saving.dirty:
+                timeout = max(0.0, last_write + self.checkpoint_every - loop.time())
+            await saving.wait(timeout)
+
+    async def _write(
+        self,
+        message_id: str,
+        conversation_id: str | None,
+        created: datetime,
+        saving: _Saving,
+        message: Message | None,
+        status: Status,
+        *,
+        error: BaseException | None = None,
+        attempts: int | None = None,
+    ) -> None:
+        row = _row(message_id, conversation_id, created, saving, message, status, error)
+        tries = (self.retries + 1) if attempts is None else attempts
+        backoff = self.retry_backoff
+        for attempt in range(tries):
+            try:
+                async with self._write_lock(), self.engine.begin() as conn:
+                    await self._upsert(conn, row)
+                return
+            except (exc.SQLAlchemyError, OSError) as failure:
+                if attempt + 1 >= tries or not _retryable(failure):
+                    raise
+                _log.info(
+                    "writing message %r failed (%s); retrying", message_id, type(failure).__name__
+                )
+                await asyncio.sleep(backoff)
+                backoff *= 2
+
+    async def _upsert(self, conn: Any, row: dict[str, Any]) -> None:
+        table = self.table
+        changes = {name: value for name, value in row.items() if name not in ("id", "created_at")}
+        if self._dialect in ("sqlite", "postgresql"):
+            dialect_insert = sqlite.insert if self._dialect == "sqlite" else postgresql.insert
+            statement = dialect_insert(table).values(row)
+            await conn.execute(
+                statement.on_conflict_do_update(index_elements=[table.c.id], set_=changes)
+            )
+            return
+        # Other databases: update, else insert (a racing insert of the same id updates).
+        updated = await conn.execute(update(table).where(table.c.id == row["id"]).values(changes))
+        if updated.rowcount == 0:
+            try:
+                async with conn.begin_nested():
+                    await conn.execute(insert(table).values(row))
+            except exc.IntegrityError:
+                await conn.execute(update(table).where(table.c.id == row["id"]).values(changes))
+
+    def _write_lock(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        if self._dialect != "sqlite":
+            return contextlib.nullcontext()
+        engine = self.engine.sync_engine
+        lock = _SQLITE_LOCKS.get(engine)
+        if lock is None:
+            lock = _SQLITE_LOCKS[engine] = asyncio.Lock()
+        return lock
+
+
+def _retryable(failure: BaseException) -> bool:
+    """A lost connection, or a database busy for now: worth another attempt."""
+    if isinstance(failure, OSError):  # could not connect
+        return True
+    if isinstance(failure, exc.DBAPIError):
+        return failure.connection_invalidated or isinstance(
+            failure, exc.OperationalError | exc.InterfaceError
+        )
+    return isinstance(failure, exc.TimeoutError)  # no pooled connection came in time
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _row(
+    message_id: str,
+    conversation_id: str | None,
+    created: datetime,
+    saving: _Saving,
+    message: Message | None,
+    status: Status,
+    error: BaseException | None,
+) -> dict[str, Any]:
+    """The row's columns for ``message`` (the snapshot so far, or the final one)."""
+    estimated = not saving.usage_reported
+    if message is not None and estimated:
+        message = cancelled_snapshot(message, estimate=True)
+    error_type = error_message = None
+    if error is not None:
+        error_type, error_message = public_error(error)
+    content: list[dict[str, Any]] = []
+    text = ""
+    usage = None
+    if message is not None:
+        content = message.model_dump(mode="json", exclude_none=True)["content"]
+        text = "".join(block.text for block in message.content if isinstance(block, TextBlock))
+        usage = message.usage
+    return {
+        "id": message_id,
+        "conversation_id": conversation_id,
+        "role": message.role if message is not None else None,
+        "model": message.model if message is not None else None,
+        "status": status,
+        "text": text,
+        "content": content,
+        "stop_reason": message.stop_reason if message is not None else None,
+        "error_type": error_type,
+        "error_message": error_message,
+        "input_tokens": usage.input_tokens if usage is not None else None,
+        "output_tokens": usage.output_tokens if usage is not None else None,
+        "usage_estimated": estimated,
+        "request_id": saving.request_id(error),
+        "created_at": created,
+        "updated_at": _now(),
+    }
+
+
+class _Saving:
+    """One ``save``: the observer of the events, and what the save coroutine must write.
+
+    ``on_next`` runs inside the source's reading and never awaits: it feeds the builder and
+    flags a checkpoint; the save coroutine writes.
+    """
+
+    __slots__ = (
+        "_request_id",
+        "_upstream",
+        "_waiter",
+        "builder",
+        "dirty",
+        "error",
+        "finished",
+        "loop",
+        "urgent",
+        "usage_reported",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._upstream: abc.DisposableBase | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._request_id: str | None = None
+        self.builder = MessageBuilder()
+        self.dirty = False  # something the last write did not store
+        self.urgent = False  # a checkpoint is due now (message_start, a block stop)
+        self.error: Exception | None = None
+        self.finished = False
+        self.usage_reported = False
+
+    def start(self, events: reactivex.Observable[MessageStreamEvent]) -> None:
+        try:
+            self._upstream = events.subscribe(
+                self.on_next,
+                self.on_error,
+                self.on_completed,
+                scheduler=AsyncIOScheduler(self.loop),
+            )
+        except Exception as error:  # a source that fails to subscribe ends the reply as well
+            self.on_error(error)
+        if self.finished and self._upstream is not None:
+            self._upstream.dispose()
+
+    def on_next(self, item: MessageStreamEvent) -> None:
+        if self.finished:
+            return
+        kind = type(item)
+        if kind is PingEvent:
+            return
+        if kind is ErrorEvent:
+            error_event = cast(ErrorEvent, item)
+            self.fail(
+                error_of_event(
+                    error_event,
+                    partial_message=error_event.partial_message or self.builder.message(),
+                )
+            )
+            return
+        try:
+            self.builder.feed(item)
+        except ProtocolError as error:
+            self.fail(error)
+            return
+        was_dirty, self.dirty = self.dirty, True
+        if kind is ContentBlockStopEvent:
+            self.urgent = True
+        elif kind is MessageStartEvent:
+            self.urgent = True
+            meta = cast(MessageStartEvent, item).response_meta
+            if meta is not None:
+                self._request_id = meta.request_id
+        elif kind is MessageDeltaEvent and cast(MessageDeltaEvent, item).usage is not None:
+            self.usage_reported = True
+        elif was_dirty:
+            return  # a delta: the timer the save coroutine runs already takes it
+        # The first unsaved change starts the save coroutine's timer.
+        self._wake()
+
+    def on_error(self, error: Exception) -> None:
+        self.fail(error)
+
+    def on_completed(self) -> None:
+        self.finished = True
+        self._wake()
+
+    def fail(self, error: Exception) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if isinstance(error, AnthropicRxError) and error.partial_message is None:
+            error.partial_message = self.builder.message()
+        self.error = error
+        if self._upstream is not None:
+            self._upstream.dispose()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self, within: float | None) -> None:
+        """Until an event flags something, the events end, or ``within`` seconds pass."""
+        waiter = self._waiter = self.loop.create_future()
+        try:
+            if within is None:
+                await waiter
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(within):
+                        await waiter
+        finally:
+            self._waiter = None
+
+    def request_id(self, error: BaseException | None) -> str | None:
+        if self._request_id is None and isinstance(error, AnthropicRxError):
+            return error.request_id
+        return self._request_id
+
+    def outcome(self) -> tuple[Status, Message | None, Message | BaseException | None]:
+        """The final status, the message the row stores, and what ``save`` returns or
+        raises."""
+        message = self.builder.message()
+        error = self.error
+        if error is not None:
+            status: Status = "incomplete" if isinstance(error, IncompleteStreamError) else "failed"
+            return status, message, error
+        if self.builder.message_stopped and message is not None:
+            return "finished", message, message
+        cancelled = (
+            cancelled_snapshot(message, estimate=not self.usage_reported)
+            if message is not None
+            else None
+        )
+        return "cancelled", cancelled, cancelled
+
+    def stop(self) -> None:
+        """Dispose the events (closing the response)."""
+        self.finished = True
+        upstream, self._upstream = self._upstream, None
+        if upstream is not None:
+            upstream.dispose()
+        self._wake()

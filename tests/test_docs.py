@@ -32,6 +32,7 @@ PAGES = [
     DOCS / "getting-started.md",
     DOCS / "recipes.md",
     DOCS / "sse.md",
+    DOCS / "broadcast-and-save.md",
     DOCS / "operators.md",
     DOCS / "errors.md",
     DOCS / "testing.md",

@@ -539,3 +539,50 @@ async def test_events_in_an_impossible_order_end_both_sinks_as_a_protocol_error(
     assert isinstance(error, arx.ProtocolError) and items[-1].error_class == "ProtocolError"
     row = await writer.get("m1")
     assert row is not None and row.status == "failed" and row.error_type == "ProtocolError"
+
+
+# --- start_relay: what a web request awaits ------------------------------------------------------
+
+
+async def test_start_relay_returns_once_the_channel_is_open(
+    sqlite_db: Database, fake: testing.FakeAnthropic
+) -> None:
+    hub = sinks.MemoryBroadcaster()
+    writer = await ready(sqlite_db)
+    reply = words(20)
+    fake.add_stream(reply, tokens_per_second=400)
+    task = await sinks.start_relay(
+        stream(fake), hub=hub, channel=CHANNEL, writer=writer, message_id="m1"
+    )
+    # No wait at all: the browser's subscription right after the answer finds the reply.
+    items, error = await collect(hub.subscribe(CHANNEL))
+    assert error is None and replayed(items) == reply.message()
+    assert await asyncio.wait_for(task, WAIT) == reply.message()
+    row = await writer.get("m1")
+    assert row is not None and row.status == "finished"
+    assert len(fake.requests) == 1
+
+
+async def test_start_relay_refuses_a_busy_channel_at_the_call(fake: testing.FakeAnthropic) -> None:
+    hub = sinks.MemoryBroadcaster()
+    fake.add_stream(words(50), tokens_per_second=100)
+    first = await sinks.start_relay(stream(fake), hub=hub, channel=CHANNEL)
+    with pytest.raises(sinks.ChannelBusyError):
+        await sinks.start_relay(stream(fake), hub=hub, channel=CHANNEL)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert len(fake.requests) == 1  # the refused reply made no request
+    await fake.wait_closed()
+
+
+async def test_a_started_relay_that_fails_is_logged_not_left_unretrieved(
+    fake: testing.FakeAnthropic, caplog: pytest.LogCaptureFixture
+) -> None:
+    hub = sinks.MemoryBroadcaster()
+    fake.add_stream(words(3).error("overloaded_error", "Overloaded"))
+    caplog.set_level("INFO", logger="anthropic_rx.sinks")
+    task = await sinks.start_relay(stream(fake), hub=hub, channel=CHANNEL)
+    await asyncio.wait([task], timeout=WAIT)
+    assert isinstance(task.exception(), arx.OverloadedError)
+    assert any("OverloadedError" in record.getMessage() for record in caplog.records)

@@ -29,11 +29,11 @@ from ._broadcast import (
 from ._hub import Broadcaster
 from ._memory import MemoryBroadcaster
 from ._redis import RedisBroadcaster
-from ._relay import relay
+from ._relay import relay, start_relay
 
 if TYPE_CHECKING:
     from ._ai_sdk import AI_SDK_HEADERS, AiSdkEncoder
-    from ._database import DatabaseWriteError, DatabaseWriter, StoredMessage
+    from ._database import DatabaseWriteError, DatabaseWriter, StoredMessage, message_table
     from ._frames import SSEFormat
     from ._sse import OnDisconnect, SSEResponse, sse_response
 
@@ -48,6 +48,7 @@ _LAZY = {
     "SSEFormat": "._frames",
     "SSEResponse": "._sse",
     "StoredMessage": "._database",
+    "message_table": "._database",
     "sse_response": "._sse",
 }
 
@@ -82,6 +83,8 @@ __all__ = [
     "SlowPolicy",
     "SlowSubscriberError",
     "StoredMessage",
+    "message_table",
     "relay",
     "sse_response",
+    "start_relay",
 ]

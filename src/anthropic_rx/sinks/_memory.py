@@ -226,7 +226,7 @@ class MemoryBackend:
             return None
         position = bisect_right(numbers, number) - 1
         if numbers[position] != number:
-            raise ResumeError(f"{last_event_id!r} is not an id of channel {channel!r}'s log")
+            raise ResumeError(f"{last_event_id!r} is not an id in the log of channel {channel!r}")
         return Cursor(reply.id, str(number))
 
     async def read(

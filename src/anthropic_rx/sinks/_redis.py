@@ -431,7 +431,7 @@ class RedisBackend:
         if state == "over":
             return None
         if state == "missing":
-            raise ResumeError(f"{last_event_id!r} is not an id of channel {channel!r}'s log")
+            raise ResumeError(f"{last_event_id!r} is not an id in the log of channel {channel!r}")
         return Cursor(reply, wanted)
 
     async def read(

@@ -36,7 +36,7 @@ from ._hub import Broadcaster
 if TYPE_CHECKING:
     from ._database import DatabaseWriter
 
-__all__ = ["relay"]
+__all__ = ["relay", "start_relay"]
 
 _log = logging.getLogger("anthropic_rx.sinks")
 
@@ -87,6 +87,62 @@ async def relay(
     channel ended with ``IncompleteStreamError``, the row ``incomplete``), and
     ``CancelledError`` propagates.
     """
+    shared, tasks = await _begin(events, hub, channel, writer, message_id, conversation_id)
+    return await _finish(shared, tasks)
+
+
+async def start_relay(
+    events: reactivex.Observable[MessageStreamEvent],
+    *,
+    hub: Broadcaster | None = None,
+    channel: str | None = None,
+    writer: DatabaseWriter | None = None,
+    message_id: str | None = None,
+    conversation_id: str | None = None,
+) -> asyncio.Task[Message | None]:
+    """:func:`relay`, started: returns its task once the channel is open.
+
+    What a web request that starts a reply as an in-process job awaits: a busy channel raises
+    :class:`~anthropic_rx.sinks.ChannelBusyError` here (answer 409), and once this returns a
+    browser that subscribes finds the channel (a subscription before it exists is
+    ``ChannelNotFound``, which the SSE sink answers with 204 and an EventSource does not retry).
+
+    Returns:
+        The task running the rest of :func:`relay`, whose result or exception is relay's. The
+        task is referenced until it ends; an exception nobody retrieves is logged at INFO on
+        ``anthropic_rx.sinks`` instead of warning "never retrieved". Cancelling it cancels
+        the relay as :func:`relay` describes.
+
+    Raises:
+        ValueError: as :func:`relay`.
+        ChannelBusyError: the channel has a live publisher (nothing was subscribed).
+    """
+    shared, tasks = await _begin(events, hub, channel, writer, message_id, conversation_id)
+    task = asyncio.get_running_loop().create_task(_finish(shared, tasks))
+    _started.add(task)
+    task.add_done_callback(_relay_ended)
+    return task
+
+
+# Relays started by start_relay run with nothing else holding them: a task needs a reference.
+_started: set[asyncio.Task[Message | None]] = set()
+
+
+def _relay_ended(task: asyncio.Task[Message | None]) -> None:
+    _started.discard(task)
+    if not task.cancelled() and (error := task.exception()) is not None:
+        _log.info("a relayed reply ended with %s", type(error).__name__)
+
+
+async def _begin(
+    events: reactivex.Observable[MessageStreamEvent],
+    hub: Broadcaster | None,
+    channel: str | None,
+    writer: DatabaseWriter | None,
+    message_id: str | None,
+    conversation_id: str | None,
+) -> tuple[_Shared, list[asyncio.Task[Message | None]]]:
+    """Check the arguments, open the channel and start each sink on the shared events."""
     if (hub is None) != (channel is None):
         raise ValueError("hub and channel go together")
     if (writer is None) != (message_id is None):
@@ -99,16 +155,21 @@ async def relay(
         raise ValueError("relay needs a hub and channel, a writer and message_id, or both")
     shared = _Shared(events, sinks=(hub is not None) + (writer is not None))
     tasks: list[asyncio.Task[Message | None]] = []
+    if hub is not None:
+        tasks.append(await hub.start(cast(str, channel), shared))
+    if writer is not None:
+        save = writer.save(
+            shared, message_id=cast(str, message_id), conversation_id=conversation_id
+        )
+        tasks.append(asyncio.get_running_loop().create_task(save))
+    for task in tasks:
+        task.add_done_callback(shared.sink_ended)
+    return shared, tasks
+
+
+async def _finish(shared: _Shared, tasks: list[asyncio.Task[Message | None]]) -> Message | None:
+    """Wait for both sinks; relay's result or error."""
     try:
-        if hub is not None:
-            tasks.append(await hub.start(cast(str, channel), shared))
-        if writer is not None:
-            save = writer.save(
-                shared, message_id=cast(str, message_id), conversation_id=conversation_id
-            )
-            tasks.append(asyncio.get_running_loop().create_task(save))
-        for task in tasks:
-            task.add_done_callback(shared.sink_ended)
         await asyncio.wait(tasks)
     except asyncio.CancelledError:
         for task in tasks:

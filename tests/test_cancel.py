@@ -209,6 +209,18 @@ def test_a_pending_stop_expires_after_ttl(monkeypatch: pytest.MonkeyPatch) -> No
     assert not flags.watch("late").cancelled
 
 
+def test_by_default_a_pending_stop_is_kept_thirty_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As RedisCancelFlags: a stop pressed after its reply ended must not wait long for another.
+    flags = MemoryCancelFlags()
+    asyncio.run(flags.request_stop("kept"))
+    asyncio.run(flags.request_stop("gone"))
+    real = time.monotonic
+    monkeypatch.setattr(time, "monotonic", lambda: real() + 29.0)
+    assert flags.watch("kept").cancelled
+    monkeypatch.setattr(time, "monotonic", lambda: real() + 31.0)
+    assert not flags.watch("gone").cancelled
+
+
 async def test_without_ttl_a_pending_stop_waits() -> None:
     flags = MemoryCancelFlags(ttl=None)
     await flags.request_stop("x")

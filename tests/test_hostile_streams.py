@@ -859,8 +859,9 @@ BY_DESIGN: dict[str, tuple[bytes, Callable[[arx.Message], object], object]] = {
         first_block,
         {"type": "future_text", "text": "t", "meta": {"x": [1]}},
     ),
-    # Unknown fields of message_delta (its delta, its top level, its usage) reach the message.
-    "unknown-message-delta-fields-reach-the-message": (
+    # Unknown fields of message_delta's delta and usage reach the message; one beside them stays
+    # on the event (as in the SDK).
+    "unknown-delta-and-usage-fields-reach-the-message": (
         reply(
             ONE_TEXT,
             end=message_delta(
@@ -876,7 +877,6 @@ BY_DESIGN: dict[str, tuple[bytes, Callable[[arx.Message], object], object]] = {
         },
         {
             "future_flag": True,
-            "future_top": {"b": 2},
             "usage": {"input_tokens": 3, "output_tokens": 5, "future_count": 2},
         },
     ),

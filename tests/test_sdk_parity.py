@@ -213,3 +213,65 @@ if SDK_AVAILABLE:
         patched = sdk_outcome(to_sse(_with_start_usage(events)))
         assert "message" in patched
         assert mine == _normalise_unknown_blocks(patched["message"])
+
+
+# --- fields beside the message's ------------------------------------------------------------
+
+
+def _extra_fields_stream() -> bytes:
+    """The SDK's extra-fields case: a field of the message, and one of the same name beside the
+    message fields of ``message_delta`` (event level, not message data)."""
+    start = {
+        "type": "message_start",
+        "message": {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "model": "claude-rx-test",
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 3, "output_tokens": 1},
+            "private_field": {"nested": {"values": [1, 2]}},
+        },
+    }
+    delta = {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "usage": {"output_tokens": 2, "iterations": [{"type": "message", "output_tokens": 2}]},
+        "private_field": {"nested": {"values": [6]}},
+    }
+    return to_sse(
+        [
+            start,
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": "Hi"},
+            },
+            {"type": "content_block_stop", "index": 0},
+            delta,
+            {"type": "message_stop"},
+        ]
+    )
+
+
+async def test_event_level_extra_fields_do_not_overwrite_the_message() -> None:
+    mine = await ours(_extra_fields_stream())
+    assert mine["private_field"] == {"nested": {"values": [1, 2]}}
+    # Usage fields the SDK's GA helper leaves out are message data all the same.
+    assert mine["usage"]["iterations"] == [{"type": "message", "output_tokens": 2}]
+    if SDK_AVAILABLE:
+        outcome = sdk_outcome(_extra_fields_stream())
+        assert outcome["message"]["private_field"] == {"nested": {"values": [1, 2]}}
+        sdk = outcome["message"]
+        assert {k: v for k, v in mine.items() if k != "usage"} == {
+            k: v for k, v in sdk.items() if k != "usage"
+        }
+        beta = sdk_outcome(_extra_fields_stream(), beta=True)
+        assert mine == beta["message"]

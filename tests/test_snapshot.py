@@ -635,3 +635,19 @@ def test_builder_keeps_fragments_for_many_deltas() -> None:
     message = builder.message()
     assert message is not None
     assert message.content == (arx.TextBlock(text="".join(pieces)),)
+
+
+def test_event_level_extra_fields_stay_on_the_event() -> None:
+    initial = start({"input_tokens": 1, "output_tokens": 1}, private_field={"values": [1, 2]})
+    event = message_delta({"output_tokens": 2}, private_inner="kept")
+    event["private_field"] = {"values": [6]}
+    event["input_transformations"] = [{"type": "example"}]
+    message = both([initial, event])
+    dumped = message.model_dump(mode="json", exclude_none=True)
+    assert dumped["private_field"] == {"values": [1, 2]}
+    # Extra fields inside ``delta`` and the beta fields of message_delta are message data.
+    assert dumped["private_inner"] == "kept"
+    assert dumped["input_transformations"] == [{"type": "example"}]
+    parsed = ev(event)
+    assert isinstance(parsed, arx.MessageDeltaEvent)
+    assert parsed.model_dump(mode="json")["private_field"] == {"values": [6]}

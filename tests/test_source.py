@@ -644,3 +644,137 @@ async def test_a_lone_surrogate_escape_in_a_delta_does_not_end_the_stream() -> N
     assert b"\\ud83d" in data
     message = await arx.final_message(arx.from_sse_bytes(data))
     assert message.content[0].model_dump()["text"].startswith("Hi \ufffd")
+
+
+# --- a subscriber without on_error -----------------------------------------------------------
+
+
+@dataclass
+class Reported:
+    """What the running loop's exception handler was given, while :func:`reported` lasts."""
+
+    contexts: list[dict[str, Any]] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def first(self) -> dict[str, Any]:
+        async with asyncio.timeout(2):
+            await self.arrived.wait()
+        return self.contexts[0]
+
+
+@pytest.fixture
+async def reported() -> AsyncIterator[Reported]:
+    loop = asyncio.get_running_loop()
+    seen = Reported()
+    previous = loop.get_exception_handler()
+
+    def handler(_: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        seen.contexts.append(context)
+        seen.arrived.set()
+
+    loop.set_exception_handler(handler)
+    try:
+        yield seen
+    finally:
+        loop.set_exception_handler(previous)
+
+
+PARAMS: dict[str, Any] = {
+    "model": "claude-test",
+    "max_tokens": 64,
+    "messages": [{"role": "user", "content": "Hi"}],
+}
+
+
+async def test_on_next_raising_without_on_error_is_reported_at_once(reported: Reported) -> None:
+    from anthropic_rx import testing
+
+    fake = testing.FakeAnthropic()
+    fake.add_stream(testing.text_reply("one", " two", " three"), tokens_per_second=200)
+    boom = ValueError("subscriber bug")
+
+    def on_text(event: arx.MessageStreamEvent) -> None:
+        if event.type == "content_block_delta":
+            raise boom
+
+    async with fake.client(max_retries=0) as client:
+        client.stream(**PARAMS).subscribe(on_next=on_text)
+        context = await reported.first()
+        await fake.wait_closed()
+    assert context["exception"] is boom
+    assert "on_text" in context["message"]
+    assert "on_error" in context["message"]
+    assert fake.open_streams == 0
+    assert fake.disconnects == 1  # the response was closed before its end
+    assert len(reported.contexts) == 1
+
+
+async def test_an_http_error_without_on_error_is_reported(reported: Reported) -> None:
+    from anthropic_rx import testing
+
+    fake = testing.FakeAnthropic()
+    fake.add_error(404, "not_found_error", "model: claude-test")
+
+    def on_event(_: arx.MessageStreamEvent) -> None:
+        pass
+
+    async with fake.client(max_retries=0) as client:
+        client.stream(**PARAMS).subscribe(on_next=on_event)
+        context = await reported.first()
+    assert isinstance(context["exception"], arx.NotFoundError)
+    assert "on_event" in context["message"]
+
+
+async def test_on_next_raising_over_an_async_source_is_reported(reported: Reported) -> None:
+    recorder = Recorder(frames(fixture_bytes("docs_tool_use")))
+    boom = RuntimeError("subscriber bug")
+
+    def on_next(_: arx.MessageStreamEvent) -> None:
+        raise boom
+
+    arx.from_sse_bytes(STREAMING["async generator"](recorder)).subscribe(on_next)
+    context = await reported.first()
+    assert context["exception"] is boom
+    assert "on_next" in context["message"]
+    await asyncio.sleep(0)
+    assert recorder.closed
+    assert recorder.read == 1
+
+
+async def test_a_subscriber_with_on_error_is_not_reported(reported: Reported) -> None:
+    recorder = Recorder(frames(fixture_bytes("docs_tool_use")))
+    boom = RuntimeError("subscriber bug")
+
+    def on_next(_: arx.MessageStreamEvent) -> None:
+        raise boom
+
+    errors: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+    arx.from_sse_bytes(STREAMING["async generator"](recorder)).subscribe(on_next, errors.set_result)
+    assert await asyncio.wait_for(errors, timeout=2) is boom
+    await asyncio.sleep(0)
+    assert recorder.closed
+    assert reported.contexts == []
+
+
+async def test_a_raising_on_error_is_reported(reported: Reported) -> None:
+    recorder = Recorder(frames(fixture_bytes("docs_tool_use"))[:-1])
+    broken = KeyError("in on_error")
+
+    def on_error(_: Exception) -> None:
+        raise broken
+
+    arx.from_sse_bytes(STREAMING["async generator"](recorder)).subscribe(on_error=on_error)
+    context = await reported.first()
+    assert context["exception"] is broken
+    assert "test_a_raising_on_error_is_reported.<locals>.on_error" in context["message"]
+    assert "IncompleteStreamError" in context["message"]  # what on_error was handling
+
+
+def test_a_synchronous_source_still_raises_into_subscribe() -> None:
+    boom = ValueError("subscriber bug")
+
+    def on_next(_: arx.MessageStreamEvent) -> None:
+        raise boom
+
+    with pytest.raises(ValueError, match="subscriber bug"):
+        arx.from_sse_bytes(fixture_bytes("docs_basic_text")).subscribe(on_next)

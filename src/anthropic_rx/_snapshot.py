@@ -15,7 +15,9 @@ Both apply each delta through the same :class:`_BlockState`, so they agree by co
 Rules: text and thinking append; ``signature_delta`` replaces; citations append; tool input is
 parsed from the concatenated ``partial_json`` fragments with ``pydantic_core.from_json(...,
 allow_partial=True)`` and never raises (the raw string is kept in ``input_json``); usage on
-``message_delta`` overwrites (it is cumulative) and may be absent; blocks that arrive whole in
+``message_delta`` overwrites (it is cumulative) and may be absent; of the fields beside ``delta``
+and ``usage`` only the beta ``context_management`` and ``input_transformations`` reach the
+message (others stay on the event); blocks that arrive whole in
 ``content_block_start`` are kept as they are; a delta or stop for a block never started, a block
 started out of order, a delta of the wrong kind for its block, or a second ``message_start`` is
 a :class:`ProtocolError`. Unknown events, blocks and deltas pass without effect.
@@ -226,18 +228,31 @@ class _BlockState:
 # --- the message -----------------------------------------------------------------------------
 
 
+# Fields of ``message_delta`` beside ``delta`` and ``usage`` that replace the message's (as the
+# SDK's beta stream helper does).
+_MESSAGE_LEVEL_FIELDS = frozenset({"context_management", "input_transformations"})
+
+
 def _apply_message_delta(message: Message, event: MessageDeltaEvent) -> Message:
     delta = event.delta
     update: dict[str, Any] = {
         "stop_reason": delta.stop_reason,
         "stop_sequence": delta.stop_sequence,
     }
-    # Newer fields (container, context_management...) replace when given; stop_details, like
+    # Newer fields inside ``delta`` (container...) replace when given; stop_details, like
     # stop_reason, belongs to this delta and is replaced even when absent (as the SDK does).
-    update["stop_details"] = (delta.model_extra or {}).get("stop_details")
-    for source in (delta.model_extra, event.model_extra):
-        if source:
-            update.update((k, v) for k, v in source.items() if v is not None)
+    extra = delta.model_extra
+    update["stop_details"] = extra.get("stop_details") if extra else None
+    if extra:
+        update.update((k, v) for k, v in extra.items() if v is not None)
+    # Beside ``delta`` and ``usage``, only the fields the protocol defines at message level
+    # (beta) are message data; any other field there belongs to the event, and a same-named
+    # field of the message must survive it (as in the SDK).
+    extra = event.model_extra
+    if extra:
+        update.update(
+            (k, v) for k, v in extra.items() if k in _MESSAGE_LEVEL_FIELDS and v is not None
+        )
     usage = event.usage
     if usage is not None:
         counts = {k: v for k, v in usage if v is not None}

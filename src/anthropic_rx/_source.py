@@ -17,6 +17,11 @@ How a stream ends:
 - a transport error → :class:`APIConnectionError` (:class:`APITimeoutError` for timeouts);
 - an exception raised by the subscriber's ``on_next`` → stops reading and is passed to its
   ``on_error``;
+- an exception raised by the subscriber's ``on_error`` (reactivex's default one raises what
+  it is given) or ``on_completed`` → on a source read by a task, where a raise would be lost
+  until the task is collected, it goes to the running loop's exception handler at once
+  (``loop.call_exception_handler``), naming the subscriber; on a source read during
+  ``subscribe``, it propagates to the caller;
 - dispose → no further emission, the body is closed.
 
 Every error of the library's own carries ``.partial_message`` and the response ``.meta``;
@@ -121,12 +126,17 @@ class EventReader:
 
     Not thread-safe; one per subscription. :attr:`progress` counts events other than pings, for
     idle timeouts that pings must not reset.
+
+    ``in_task``: the reader is fed by a task of its own (``drive_async``), so an exception the
+    subscriber's ``on_error`` or ``on_completed`` raises is reported to the running loop's
+    exception handler; ``False`` when it is fed during ``subscribe``, where it propagates.
     """
 
     __slots__ = (
         "_builder",
         "_decoder",
         "_emit_deltas",
+        "_in_task",
         "_observer",
         "completed",
         "finished",
@@ -140,8 +150,10 @@ class EventReader:
         *,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         meta: ResponseMeta | None = None,
+        in_task: bool = True,
     ) -> None:
         self._observer = observer
+        self._in_task = in_task
         self._decoder = SSEDecoder(max_line_bytes=max_line_bytes)
         self._builder = MessageBuilder()
         self._emit_deltas = True
@@ -231,7 +243,12 @@ class EventReader:
                 exc.partial_message = self._builder.message()
             if exc.meta is None:
                 exc.meta = self.meta
-        self._observer.on_error(exc)
+        try:
+            self._observer.on_error(exc)
+        except Exception as raised:
+            if not self._in_task:
+                raise
+            _report_subscriber_error(self._observer, raised, "on_error", exc)
 
     def stop(self) -> None:
         """Disposed: emit nothing more."""
@@ -298,9 +315,59 @@ class EventReader:
                 return False
             if kind == "message_stop" or kind == "error":
                 self.finished = self.completed = True
-                self._observer.on_completed()
+                self._complete()
                 return False
         return not self.finished
+
+    def _complete(self) -> None:
+        try:
+            self._observer.on_completed()
+        except Exception as raised:
+            if not self._in_task:
+                raise
+            _report_subscriber_error(self._observer, raised, "on_completed", None)
+
+
+def _report_subscriber_error(
+    observer: abc.ObserverBase[Any], raised: Exception, where: str, handling: Exception | None
+) -> None:
+    """Tell the running loop's exception handler what the subscriber's ``where`` raised.
+
+    Raised inside a reading task, the exception would end the task and stay unseen until the
+    task is collected ("Task exception was never retrieved"), often at interpreter exit.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        raise raised from None
+    name = _subscriber_name(observer, where)
+    if where == "on_error" and raised is handling:
+        # reactivex's default on_error raises the error it is given.
+        message = (
+            f"anthropic-rx: the subscriber {name} did not handle {handling!r} (it has no "
+            "on_error of its own, or its on_error raised it again); the stream was stopped "
+            "and its response closed"
+        )
+    else:
+        during = "" if handling is None else f" while handling {handling!r}"
+        message = (
+            f"anthropic-rx: the {where} of the subscriber {name} raised {raised!r}{during}; "
+            "the stream was stopped and its response closed"
+        )
+    loop.call_exception_handler({"message": message, "exception": raised, "observer": observer})
+
+
+def _subscriber_name(observer: abc.ObserverBase[Any], where: str) -> str:
+    """The subscriber's own ``where`` function, else its ``on_next``, when reactivex's observer
+    holds them (its defaults are not the subscriber's); else the observer."""
+    for kind in (where.removeprefix("on_"), "next"):
+        for attribute in (f"_on_{kind}", f"_handler_on_{kind}"):
+            handler = getattr(observer, attribute, None)
+            module = getattr(handler, "__module__", None) or ""
+            name = getattr(handler, "__qualname__", None)
+            if isinstance(name, str) and not module.startswith("reactivex."):
+                return name
+    return repr(observer)
 
 
 def _frame_event(frame: ServerSentEvent, truncated: bool) -> MessageStreamEvent:
@@ -580,8 +647,11 @@ def from_sse_bytes(
         scheduler: abc.SchedulerBase | None = None,
     ) -> abc.DisposableBase:
         body = _open_body(source)
-        reader = EventReader(observer, max_line_bytes=max_line_bytes, meta=body.meta)
-        if isinstance(body.chunks, AsyncIterator):
+        in_task = isinstance(body.chunks, AsyncIterator)
+        reader = EventReader(
+            observer, max_line_bytes=max_line_bytes, meta=body.meta, in_task=in_task
+        )
+        if in_task:
             loop = event_loop_of(scheduler)
             task = loop.create_task(drive_async(body, reader, current_demand()))
 

@@ -59,7 +59,7 @@ class MemoryCancelFlags:
         >>> flags = MemoryCancelFlags(); events.pipe(ops.take_until_cancel(flags.watch("s-1")))
     """
 
-    def __init__(self, *, ttl: float | None = 600.0) -> None:
+    def __init__(self, *, ttl: float | None = 30.0) -> None:
         if ttl is not None and not ttl > 0:
             raise ValueError("ttl must be positive or None")
         self._ttl = math.inf if ttl is None else ttl

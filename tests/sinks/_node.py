@@ -8,7 +8,6 @@ silent skip would hide that nothing was checked).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .._services import services_required
 
 NODE_DIR = Path(__file__).resolve().parent.parent / "node"
 SCRIPT = NODE_DIR / "read_ui_stream.mjs"
@@ -48,20 +49,18 @@ class UiStream:
         ]
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("ANTHROPIC_RX_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason} (required: ANTHROPIC_RX_REQUIRE_SERVICES=1)")
-    pytest.skip(reason)
-
-
 def node_command() -> list[str]:
     """``[node, read_ui_stream.mjs]``; skips (or fails, see the module) when either the ``node``
     executable or the installed ``ai`` package is missing."""
     node = shutil.which("node")
     if node is None:
-        _unavailable("node is not installed: the ai-sdk stream is not read by the ai package")
+        if services_required():
+            pytest.fail("node is not installed (ANTHROPIC_RX_REQUIRE_SERVICES=1)")
+        pytest.skip("node is not installed: the ai-sdk stream is not read by the ai package")
     if not AI_PACKAGE.is_file():
-        _unavailable(f"{NODE_DIR / 'node_modules'} is missing: run make install")
+        if services_required():
+            pytest.fail("tests/node/node_modules is missing (ANTHROPIC_RX_REQUIRE_SERVICES=1)")
+        pytest.skip("tests/node/node_modules is missing: run make install")
     assert node is not None
     return [node, str(SCRIPT)]
 

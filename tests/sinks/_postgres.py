@@ -8,16 +8,16 @@ uses a table of its own (:func:`unique_table`) and drops only that.
 
 from __future__ import annotations
 
-import os
 import socket
 import uuid
 
 import pytest
 
+from .._services import services_required
+
 POSTGRES_HOST = "127.0.0.1"
 POSTGRES_PORT = 5432
 POSTGRES_URL = f"postgresql+asyncpg://postgres@{POSTGRES_HOST}:{POSTGRES_PORT}/test"
-NOT_RUNNING = f"PostgreSQL is not running on {POSTGRES_HOST}:{POSTGRES_PORT}"
 
 # The startup packet of protocol 3.0 asking for SSL: any PostgreSQL answers with one byte.
 _SSL_REQUEST = (8).to_bytes(4, "big") + (80877103).to_bytes(4, "big")
@@ -37,9 +37,11 @@ def postgres_url() -> str:
     """The shared PostgreSQL's SQLAlchemy URL; skips (or fails, see the module doc) when it
     does not answer."""
     if not _answers(POSTGRES_HOST, POSTGRES_PORT):
-        if os.environ.get("ANTHROPIC_RX_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{NOT_RUNNING} (ANTHROPIC_RX_REQUIRE_SERVICES=1)")
-        pytest.skip(NOT_RUNNING)
+        if services_required():
+            pytest.fail(
+                "PostgreSQL is not running on 127.0.0.1:5432 (ANTHROPIC_RX_REQUIRE_SERVICES=1)"
+            )
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
     return POSTGRES_URL
 
 

@@ -65,10 +65,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from .._error_event import error_of_event
 from .._events import (
     ContentBlockStopEvent,
-    ErrorEvent,
     Message,
     MessageDeltaEvent,
     MessageStartEvent,
@@ -76,10 +74,11 @@ from .._events import (
     PingEvent,
     TextBlock,
 )
-from .._exceptions import AnthropicRxError, IncompleteStreamError, ProtocolError
+from .._exceptions import AnthropicRxError, IncompleteStreamError
 from .._snapshot import MessageBuilder
 from ..operators._accumulate import cancelled_snapshot
 from ._errors import public_error
+from ._feed import feed_or_error
 
 __all__ = ["DEFAULT_TABLE", "DatabaseWriteError", "DatabaseWriter", "Status", "StoredMessage"]
 
@@ -654,19 +653,9 @@ class _Saving:
         kind = type(item)
         if kind is PingEvent:
             return
-        if kind is ErrorEvent:
-            error_event = cast(ErrorEvent, item)
-            self.fail(
-                error_of_event(
-                    error_event,
-                    partial_message=error_event.partial_message or self.builder.message(),
-                )
-            )
-            return
-        try:
-            self.builder.feed(item)
-        except ProtocolError as error:
-            self.fail(error)
+        ended = feed_or_error(self.builder, item)
+        if ended is not None:
+            self.fail(ended)
             return
         was_dirty, self.dirty = self.dirty, True
         if kind is ContentBlockStopEvent:

@@ -39,10 +39,8 @@ from reactivex import abc
 from reactivex.disposable import Disposable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
-from .._error_event import error_of_event
 from .._events import (
     ContentBlockDeltaEvent,
-    ErrorEvent,
     InputJSONDelta,
     Message,
     MessageDeltaEvent,
@@ -86,6 +84,7 @@ from ._broadcast import (
     SlowSubscriberError,
 )
 from ._errors import INTERNAL_ERROR, public_error, public_text
+from ._feed import feed_or_error
 
 __all__ = [
     "BroadcastBackend",
@@ -506,19 +505,9 @@ class _Publication:
         kind = type(event)
         if kind is PingEvent:
             return
-        if kind is ErrorEvent:
-            error_event = cast(ErrorEvent, event)
-            self.fail(
-                error_of_event(
-                    error_event,
-                    partial_message=error_event.partial_message or self.builder.message(),
-                )
-            )
-            return
-        try:
-            self.builder.feed(event)
-        except ProtocolError as exc:
-            self.fail(exc)
+        ended = feed_or_error(self.builder, event)
+        if ended is not None:
+            self.fail(ended)
             return
         if kind is MessageDeltaEvent:
             self.usage_reported = True

@@ -26,11 +26,11 @@ from reactivex import abc
 from reactivex.disposable import Disposable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
-from .._error_event import error_of_event
-from .._events import ErrorEvent, Message, MessageStreamEvent
-from .._exceptions import AnthropicRxError, ProtocolError
+from .._events import Message, MessageStreamEvent
+from .._exceptions import AnthropicRxError
 from .._pacing import Demand, current_demand, demand_scope
 from .._snapshot import MessageBuilder
+from ._feed import feed_or_error
 from ._hub import Broadcaster
 
 if TYPE_CHECKING:
@@ -310,16 +310,7 @@ class _Shared(reactivex.Observable[MessageStreamEvent]):
     def _follow(self, event: MessageStreamEvent) -> None:
         if self.stream_error is not None:
             return
-        if isinstance(event, ErrorEvent):
-            self.stream_error = error_of_event(
-                event, partial_message=event.partial_message or self._builder.message()
-            )
-            return
-        try:
-            self._builder.feed(event)
-        except ProtocolError as error:
-            error.partial_message = self._builder.message()
-            self.stream_error = error
+        self.stream_error = feed_or_error(self._builder, event)
 
     def _on_error(self, error: Exception) -> None:
         if self._ended:

@@ -26,7 +26,7 @@ instead, which it can leave for a ping, or abandon when ``on_disconnect="detach"
   "ASGI callable returned without completing response" as it closes the connection).
 - Ending: the terminal frame (completion, error, or a broadcast's terminal entry) is the last
   one, then the response ends. A browser that leaves, one that is dropped, and a server
-  shutdown (uvicorn's ``should_exit``, seen by sse-starlette within half a second; the
+  shutdown (uvicorn's ``should_exit``, seen within half a second on every event loop; the
   response is then ended cleanly so the browser reconnects) are disconnects: with
   ``on_disconnect="cancel"`` the subscription is disposed and the model request closed at
   once; with ``"detach"`` the source is read to its end in the background while the event
@@ -59,6 +59,7 @@ from .._exceptions import AnthropicRxError
 from .._fields import is_token, value_problem
 from ._broadcast import Broadcast, BroadcastSubscription, ChannelNotFound
 from ._frames import PING_FRAME, FrameWriter, SSEFormat, retry_frame, writer_for
+from ._shutdown import wait_for_shutdown
 
 __all__ = ["OnDisconnect", "SSEResponse", "sse_response"]
 
@@ -273,6 +274,11 @@ class SSEResponse(EventSourceResponse):
         self._client_gone = False
         self._started = False
         self._complete = False
+
+    @staticmethod
+    async def _listen_for_exit_signal() -> None:
+        # sse-starlette's watcher is one per thread and misses a second loop's shutdown.
+        await wait_for_shutdown()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method", "GET").upper() == "HEAD":

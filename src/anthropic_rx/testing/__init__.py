@@ -23,7 +23,11 @@ await fake.wait_closed()                             # every response closed
 
 With nothing queued, the fake answers with :data:`echo` (``"You said: ..."``, word by word);
 ``fake.default`` changes that (a :class:`Reply`, a function of the request, or ``None`` for an
-HTTP 500). :class:`RecordingTransport` saves real streams as ``.sse`` files to replay here.
+HTTP 500). A malformed Messages request (``model`` or ``max_tokens`` missing or of the wrong
+type, ``messages`` not a non-empty list of ``user``/``assistant`` turns with content...) gets the
+API's 400 ``invalid_request_error`` naming the field (``"max_tokens: Input should be a valid
+integer"``) before any plan is used; ``FakeAnthropic(validate_requests=False)`` answers it
+anyway. :class:`RecordingTransport` saves real streams as ``.sse`` files to replay here.
 """
 
 from ._fake import Default, Echo, FakeAnthropic, RecordedRequest, echo

@@ -18,6 +18,7 @@ import httpx
 
 from ._plan import FakeResponse, PlannedDisconnect, StreamSource, body_chunks
 from ._replies import DEFAULT_MODEL, Reply
+from ._validate import request_problem
 
 if TYPE_CHECKING:
     from .._client import Client
@@ -112,8 +113,13 @@ class FakeAnthropic:
     ``add_error``, ``add_response``, ``add_connection_error``, ``add``); when the queue is
     empty, from :attr:`default`. Only ``POST /v1/messages`` with ``"stream": true`` takes a
     planned response; other paths get a 404 ``not_found_error``, a body that is not a JSON
-    object or not streamed a 400 ``invalid_request_error``. Every request is recorded; any API
-    key is accepted. Every response carries a ``request-id`` header (``req_fake_0001``...).
+    object or not streamed a 400 ``invalid_request_error``. So does a malformed request, as the
+    API refuses it (``model`` or ``max_tokens`` missing or of the wrong type, ``messages`` not a
+    non-empty list of ``user``/``assistant`` turns with content...), with the API's message
+    naming the field (``"max_tokens: Input should be a valid integer"``); the planned response
+    stays queued for the next request. ``validate_requests=False`` answers any JSON object
+    that asks for a stream. Every request is recorded; any API key is accepted. Every response
+    carries a ``request-id`` header (``req_fake_0001``...).
 
     Two ways in, one behaviour:
 
@@ -135,8 +141,9 @@ class FakeAnthropic:
         >>> fake.assert_sent(model="claude-sonnet-4-5")
     """
 
-    def __init__(self, *, default: Default = echo) -> None:
+    def __init__(self, *, default: Default = echo, validate_requests: bool = True) -> None:
         self.default: Default = default
+        self.validate_requests = validate_requests
         self._queue: deque[FakeResponse] = deque()
         self._requests: list[RecordedRequest] = []
         self._open: set[_Exchange] = set()
@@ -443,6 +450,10 @@ class FakeAnthropic:
             return FakeResponse.error(
                 400, message='FakeAnthropic answers streamed requests only: send "stream": true'
             )
+        if self.validate_requests:
+            problem = request_problem(request.json)
+            if problem is not None:
+                return FakeResponse.error(400, "invalid_request_error", problem)
         if self._queue:
             return self._queue.popleft()
         default = self.default

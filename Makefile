@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install fmt fmt-check lint typecheck test check soak bench bench-sinks bench-quick docs serve-docs clean
+.PHONY: install demo fmt fmt-check lint typecheck test check soak bench bench-sinks bench-quick docs serve-docs clean
 
 $(STAMP): pyproject.toml tests/node/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml tests/node/package-lock.json
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The chat demo on http://127.0.0.1:8000: the fake Anthropic, SQLite, the memory broadcaster.
+demo: $(STAMP)
+	$(BIN)/python -m anthropic_rx.demo
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

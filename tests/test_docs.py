@@ -36,6 +36,8 @@ PAGES = [
     DOCS / "operators.md",
     DOCS / "errors.md",
     DOCS / "testing.md",
+    DOCS / "demo.md",
+    DOCS / "cli.md",
 ]
 # Pages whose every Python block must run (the ones users copy from).
 MUST_RUN = {"getting-started.md", "recipes.md", "operators.md", "testing.md"}

@@ -50,6 +50,27 @@ EXPECTED: dict[str, list[str]] = {
         "replayed from bytes, same message: True",
         "replayed by the fake over HTTP, same message: True",
     ],
+    "11_fastapi_sse.py": [
+        "POST /chat: 200 text/event-stream; charset=utf-8",
+        "page reads the stream with EventSource and a fetch reader: True",
+        "frames: 7 text frames then done",
+        "text: You said: Tell me a short story.",
+        "GET /chat?prompt=... (EventSource's route), same text: True",
+    ],
+    "12_queued_job_broadcast.py": [
+        "tab 1 saw: Once upon a time, a small robot learned to stream its thoughts, one word"
+        " at a time. (23 entries, ended done)",
+        "tab 2 saw: Once upon a time, a small robot learned to stream its thoughts, one word"
+        " at a time. (23 entries, ended done)",
+        "late tab resumed after id 6: a small robot learned to stream its thoughts, one word"
+        " at a time.",
+        "late tab: no duplicate, no gap: True",
+        "stored: finished 'Once upon a time, a small robot learned to stream its thoughts, one"
+        " word at a time.'",
+        "stopped reply stored: cancelled",
+        "stored text: '1, 2, 3, ', usage estimated: True",
+        "requests: 2, closed by the client: 1",
+    ],
 }
 
 

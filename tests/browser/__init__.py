@@ -1,0 +1,1 @@
+"""The chat demo driven by a real browser (Debian's headless Chromium through Playwright)."""

@@ -135,25 +135,22 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def test_module_help_and_chat() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "anthropic_rx", "--help"],
+def _run_module(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "anthropic_rx", *args],
         capture_output=True,
         text=True,
         timeout=30,
         env=_env(),
         check=False,
     )
+
+
+def test_module_help_and_chat() -> None:
+    done = _run_module("--help")
     assert done.returncode == 0
     assert "chat" in done.stdout and cli.PACE_ENV in done.stdout
-    done = subprocess.run(
-        [sys.executable, "-m", "anthropic_rx", "chat", "hello"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=_env(),
-        check=False,
-    )
+    done = _run_module("chat", "hello")
     assert done.returncode == 0
     assert done.stdout == "You said: hello\n"
 

@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo fmt fmt-check lint typecheck test check soak bench bench-sinks bench-quick docs serve-docs clean
+.PHONY: install demo static fmt fmt-check lint typecheck test check soak bench bench-sinks bench-quick docs serve-docs clean
 
 $(STAMP): pyproject.toml tests/node/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,7 +37,9 @@ typecheck: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest --cov --cov-report=term
 
-check: fmt-check lint typecheck test
+static: fmt-check lint typecheck
+
+check: static test
 
 # The fuzz and property suites, fifty times the examples of a `make check` run.
 soak: $(STAMP)

@@ -43,7 +43,7 @@ def redis_url() -> str:
     if not _answers_ping(REDIS_HOST, REDIS_PORT):
         if services_required():
             pytest.fail("Redis is not running on 127.0.0.1:6379 (ANTHROPIC_RX_REQUIRE_SERVICES=1)")
-        pytest.skip("Redis is not running on 127.0.0.1:6379")
+        pytest.skip(reason="Redis is not running on 127.0.0.1:6379")
     return f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
 
 
@@ -72,7 +72,7 @@ class RedisServer:
         if not Path(binary).exists():
             if services_required():
                 pytest.fail("redis-server is not installed (ANTHROPIC_RX_REQUIRE_SERVICES=1)")
-            pytest.skip("redis-server is not installed")
+            pytest.skip(reason="redis-server is not installed")
         self.binary = binary
         self.persistent = persistent
         self.port = _free_port()

@@ -125,13 +125,13 @@ def chromium() -> Path:
     if importlib.util.find_spec("playwright") is None:
         if services_required():
             pytest.fail("the playwright package is not installed (ANTHROPIC_RX_REQUIRE_SERVICES=1)")
-        pytest.skip("the playwright package is not installed")
+        pytest.skip(reason="the playwright package is not installed")
     if not CHROMIUM.exists():
         if services_required():
             pytest.fail(
                 "Debian's chromium is not at /usr/bin/chromium (ANTHROPIC_RX_REQUIRE_SERVICES=1)"
             )
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium")
+        pytest.skip(reason="Debian's chromium is not installed at /usr/bin/chromium")
     return CHROMIUM
 
 

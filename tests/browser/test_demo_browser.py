@@ -31,7 +31,7 @@ if importlib.util.find_spec("playwright") is None:  # pragma: no cover - depends
             "the playwright package is not installed (ANTHROPIC_RX_REQUIRE_SERVICES=1)",
             pytrace=False,
         )
-    pytest.skip("the playwright package is not installed", allow_module_level=True)
+    pytest.skip(reason="the playwright package is not installed", allow_module_level=True)
 
 from playwright.async_api import Browser, BrowserContext, Page, expect
 

@@ -56,11 +56,11 @@ def node_command() -> list[str]:
     if node is None:
         if services_required():
             pytest.fail("node is not installed (ANTHROPIC_RX_REQUIRE_SERVICES=1)")
-        pytest.skip("node is not installed: the ai-sdk stream is not read by the ai package")
+        pytest.skip(reason="node is not installed: the ai-sdk stream is not read by the ai package")
     if not AI_PACKAGE.is_file():
         if services_required():
             pytest.fail("tests/node/node_modules is missing (ANTHROPIC_RX_REQUIRE_SERVICES=1)")
-        pytest.skip("tests/node/node_modules is missing: run make install")
+        pytest.skip(reason="tests/node/node_modules is missing: run make install")
     assert node is not None
     return [node, str(SCRIPT)]
 

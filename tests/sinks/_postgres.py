@@ -41,7 +41,7 @@ def postgres_url() -> str:
             pytest.fail(
                 "PostgreSQL is not running on 127.0.0.1:5432 (ANTHROPIC_RX_REQUIRE_SERVICES=1)"
             )
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+        pytest.skip(reason="PostgreSQL is not running on 127.0.0.1:5432")
     return POSTGRES_URL
 
 

@@ -304,3 +304,48 @@ def test_ai_sdk_frames_of_a_broadcast_end_at_its_terminal_entry() -> None:
     assert (frames[-1].id, frames[-1].data) == ("30", "[DONE]")
     assert {f.id for f in frames} <= {item.id for item in items}
     assert frames[-2].id == "30"  # the terminal chunks take the terminal entry's id
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    parts=st.lists(st.sampled_from(["a", "é", "😀", *HOSTILE, "w00 "]), min_size=0, max_size=8),
+    ping_every=st.sampled_from([None, 1, 3]),
+    thinking=st.booleans(),
+)
+def test_the_text_fast_path_writes_what_the_generic_path_writes(
+    parts: list[str], ping_every: int | None, thinking: bool
+) -> None:
+    reply = testing.Reply()
+    if thinking:
+        reply = reply.thinking("hmm", "\n\n")
+    items = events_of(reply.text(*parts), ping_every=ping_every)
+    fast, generic = TextFrames(), TextFrames()
+    fast_out = b"".join(fast.item(item) for item in items) + fast.completed()
+    generic_out = b"".join(FrameWriter.item(generic, item) for item in items)
+    assert fast_out == generic_out + generic.completed()
+    assert fast.message() == generic.message()
+
+
+def test_a_broadcast_entry_is_encoded_once_for_every_subscriber() -> None:
+    items = entries(testing.text_reply("a", "b"))
+    items.append(Broadcast(id="99", end="done", stop_reason="end_turn"))
+    first, second = TextFrames(broadcast=True), TextFrames(broadcast=True)
+    first_frames = [first.item(item) for item in items]
+    second_frames = [second.item(item) for item in items]
+    assert second_frames == first_frames
+    deltas = [i for i, item in enumerate(items) if type(item.event) is arx.ContentBlockDeltaEvent]
+    assert deltas and all(second_frames[i] is first_frames[i] for i in deltas)
+    assert parse_sse(b"".join(second_frames))[-1].id == "99"
+
+
+def test_a_writer_that_follows_the_message_is_not_handed_cached_frames() -> None:
+    items = entries(testing.text_reply("a", "b"))
+    subscriber = TextFrames(broadcast=True)
+    for item in items:
+        subscriber.item(item)  # caches the deltas' frames
+    follower = TextFrames()  # not told it reads a broadcast: it builds the message
+    out = b"".join(follower.item(item) for item in items)
+    assert [f.data for f in parse_sse(out)] == ['{"text":"a"}', '{"text":"b"}']
+    message = follower.message()
+    assert message is not None
+    assert [block.text for block in message.content] == ["ab"]  # type: ignore[union-attr]

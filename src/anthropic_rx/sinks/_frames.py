@@ -118,7 +118,22 @@ def _text_data(text: str) -> bytes:
         return json_data({"text": text})
 
 
+# The text frames of the broadcast entries written last, by ``id()`` (the entry is kept with
+# its frame, so an id is not reused while it is cached): every subscriber of a channel writes
+# the same entries, within a few turns of the loop of each other.
+_entry_frames: dict[int, tuple[Broadcast, bytes]] = {}
+_ENTRY_FRAMES_KEPT: Final = 4096
+
+
+def _cache_entry_frame(entry: Broadcast, frames: bytes) -> None:
+    if len(_entry_frames) >= _ENTRY_FRAMES_KEPT:
+        _entry_frames.clear()  # atomic, unlike evicting one by one across threads
+    _entry_frames[id(entry)] = (entry, frames)
+
+
 def _field(value: str) -> bytes:
+    if value.isdigit():  # nearly every id: a position or a memory broadcaster's entry id
+        return value.encode()
     return (_UNSAFE_FIELD.sub("", value) if _UNSAFE_FIELD.search(value) else value).encode()
 
 
@@ -297,7 +312,50 @@ def _cancel_payload(message: Message | None, usage: Usage | None) -> dict[str, A
 
 
 class TextFrames(FrameWriter):
-    """``format="text"``: the text deltas, then ``done``, ``cancelled`` or ``error``."""
+    """``format="text"``: the text deltas, then ``done``, ``cancelled`` or ``error``.
+
+    A broadcast subscription follows no message: its terminal entry carries the stop reason
+    and usage that the terminal frame reports (a builder per subscriber, fed every delta, would
+    cost a thousand subscribers a thousand builders). A text delta — nearly every item — is
+    written on a path of its own, and one broadcast entry's frame, the same for every
+    subscriber of the channel, is encoded once.
+    """
+
+    def __init__(self, *, broadcast: bool = False, initial_id: str | None = None) -> None:
+        super().__init__(broadcast=broadcast, initial_id=initial_id)
+        if broadcast:
+            self._builder = None
+
+    def item(self, item: MessageStreamEvent | Broadcast) -> bytes:
+        kind = type(item)
+        if kind is ContentBlockDeltaEvent and not self.ended:
+            event: ContentBlockDeltaEvent = item  # type: ignore[assignment]
+            position = self._position
+            self._position = position + 1
+            builder = self._builder
+            if builder is not None:
+                try:
+                    builder.feed(event)
+                except ValueError:
+                    self._builder = None
+            delta = event.delta
+            if type(delta) is not TextDelta:
+                return b""
+            return b"id: %d\ndata: %b\n\n" % (position, _text_data(delta.text))
+        if kind is Broadcast and not self.ended:
+            entry: Broadcast = item  # type: ignore[assignment]
+            cached = _entry_frames.get(id(entry))
+            if cached is not None and cached[0] is entry and self._builder is None:
+                self._broadcast = True
+                self._last_id = entry.id
+                return cached[1]
+            event_of = entry.event
+            if entry.end is None and type(event_of) is ContentBlockDeltaEvent and self._broadcast:
+                frames = self._entry(entry)
+                if self._builder is None:  # the frame depends on the entry alone
+                    _cache_entry_frame(entry, frames)
+                return frames
+        return super().item(item)
 
     def _event(self, event: MessageStreamEvent, id: str) -> bytes:
         if type(event) is not ContentBlockDeltaEvent:

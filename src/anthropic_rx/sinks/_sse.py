@@ -5,23 +5,24 @@ listener, ``send_timeout``, server-shutdown watcher and ``HEAD`` handling) that 
 Starlette route returns for GET or POST. Nothing is subscribed before the response is sent.
 
 ```
- source ─▶ to_async_iterator (paced) ─▶ pump task: FrameWriter ─▶ bounded queue of frames
-                                                                       │
+ source ─ on_next ─▶ FrameQueue: FrameWriter ─▶ frames (bounded; pauses the source's Demand)
+                                                   │
  browser ◀─ uvicorn ◀─ sse-starlette (send_timeout, disconnect, shutdown) ◀─ body: batches
                                                                          what waits; ": ping"
                                                                          after `ping` s silence
 ```
 
-The source is read by a task of its own (the pump) because a pending ``__anext__`` of the
-bridge cannot be cancelled without disposing the source: the body waits on the pump's queue
-instead, which it can leave for a ping, or abandon when ``on_disconnect="detach"``.
+The source is subscribed with an observer of the response's own (:mod:`._frame_queue`): each
+event becomes its frames in the call that delivers it, and the body, the only task between
+the source and the socket, waits on the queue, which it can leave for a ping, or abandon when
+``on_disconnect="detach"``.
 
 - Framing and ids: see :mod:`._frames` (``text``, ``events``, ``ai-sdk``; ids are the
   broadcaster's, or positions among the source's events, pings included). A ``retry:`` line
   comes first; pings are ``: ping`` comments.
 - Pacing: the source is pulled, never buffered without bound. When the browser stops reading,
-  the socket's send buffer fills, then uvicorn's (64 KiB), the queue (32 frames) and the
-  bridge's buffer (64 items), and the source stops reading the model's response. A browser
+  the socket's send buffer fills, then uvicorn's (64 KiB) and the frame queue (64 frames),
+  and the source stops reading the model's response. A browser
   that cannot be sent to for ``send_timeout`` seconds is dropped as a disconnect (uvicorn logs
   "ASGI callable returned without completing response" as it closes the connection).
 - Ending: the terminal frame (completion, error, or a broadcast's terminal entry) is the last
@@ -53,12 +54,11 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from .._bridges import AsyncObservableIterator, to_async_iterator
 from .._events import MessageStreamEvent
-from .._exceptions import AnthropicRxError
 from .._fields import is_token, value_problem
 from ._broadcast import Broadcast, BroadcastSubscription, ChannelNotFound
-from ._frames import PING_FRAME, FrameWriter, SSEFormat, retry_frame, writer_for
+from ._frame_queue import FrameQueue
+from ._frames import SSEFormat, retry_frame, writer_for
 from ._shutdown import wait_for_shutdown
 
 __all__ = ["OnDisconnect", "SSEResponse", "sse_response"]
@@ -76,145 +76,78 @@ _OWN_HEADERS: Final = frozenset(
 # A broadcast subscription's first notification decides the status (204 or 200); a slower one
 # is not waited for: the 200 starts, so the browser's EventSource opens.
 _FIRST_NOTIFICATION_WAIT: Final = 0.5
-_QUEUE_FRAMES: Final = 32  # frames of items between the pump and the socket
 _BATCH_BYTES: Final = 64 * 1024  # frames already waiting are sent together, up to this size
 _FINISH_TIMEOUT: Final = 1.0  # the end of a response cut by a server shutdown
-
-# Detached pumps run with no response left to hold them: a task needs a strong reference.
-_detached: set[asyncio.Task[None]] = set()
-
-
-class _Pump:
-    """Reads the source through the paced bridge and queues its frames, in a task of its own.
-
-    The response's body takes the frames; closing the pump disposes the source (``cancel``) or
-    lets it run to its end with nobody reading the frames (``detach``).
-    """
-
-    def __init__(self, source: reactivex.Observable[object], writer: FrameWriter) -> None:
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(_QUEUE_FRAMES)
-        self.items = 0
-        self.error: BaseException | None = None
-        self.finished = False
-        self.first = asyncio.Event()  # an item arrived, or the source ended
-        self._writer = writer
-        self._iterator: AsyncObservableIterator[object] = to_async_iterator(source, max_buffer=64)
-        self._detached = False
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        writer = self._writer
-        try:
-            try:
-                async for item in self._iterator:
-                    self.items += 1
-                    self.first.set()
-                    frames = writer.item(item)  # type: ignore[arg-type]
-                    if frames:
-                        await self._put(frames)
-                tail = writer.completed()
-            except Exception as exc:
-                self.error = exc
-                if not isinstance(exc, AnthropicRxError):
-                    logger.error("the source of an SSE response failed", exc_info=exc)
-                tail = writer.failed(exc)
-            if tail:
-                await self._put(tail)
-        finally:
-            self._iterator.dispose()
-            self.finished = True
-            self.first.set()
-        await self._put(None)
-
-    async def _put(self, frames: bytes | None) -> None:
-        if not self._detached:
-            await self.queue.put(frames)
-
-    def close(self, *, detach: bool) -> None:
-        """Stop feeding the body: dispose the source, or leave it running (``detach``)."""
-        task = self._task
-        if task is None or task.done():
-            return
-        if self.finished:
-            task.cancel()  # the source has ended; only the end marker waits for room
-            return
-        if detach:
-            if not self._detached:
-                self._detached = True
-                while not self.queue.empty():  # wakes a pump waiting for room
-                    self.queue.get_nowait()
-                _detached.add(task)
-                task.add_done_callback(_detached.discard)
-            return
-        self._iterator.dispose()  # closes the model request now, not at the task's next turn
-        task.cancel()
 
 
 class _Clock:
     """One timer per response for both of its clocks: pings on silence, and the send timeout.
 
-    It ticks every quarter of the shorter interval, instead of a timeout armed and cancelled
-    around each wait for a frame and each send: those cost as much as writing the event. A
-    ping follows between ``ping`` and 1.25 ``ping`` seconds of silence, queued only when no
-    frame waits (so it never delays one); a send still waiting after ``send_timeout`` (up to
-    1.25 times it) is cancelled, and the cancelled send raises ``SendTimeoutError``.
+    It ticks every eighth of the shorter interval, instead of a timeout armed and cancelled
+    around each wait for a frame and each send, and the stream only counts its sends (no clock
+    read per frame): the tick that sees the count unchanged knows the silence, or the stalled
+    send, began at the tick before at the latest. A ping follows between ``ping`` and 1.25
+    ``ping`` seconds of silence, queued only when no frame waits (so it never delays one); a
+    send still waiting after ``send_timeout`` (up to 1.25 times it) is cancelled, and the
+    cancelled send raises ``SendTimeoutError``.
+
+    Attributes:
+        sends: sends handed to the server so far (the stream counts them).
+        sending: a send is under way.
     """
 
     def __init__(
-        self, queue: asyncio.Queue[bytes | None], ping: float | None, send_timeout: float | None
+        self,
+        frames: FrameQueue,
+        sender: asyncio.Task[object] | None,
+        ping: float | None,
+        send_timeout: float | None,
     ) -> None:
-        self._queue = queue
+        self._frames = frames
+        self._sender = sender
         self._ping = ping
-        self.send_timeout = send_timeout
+        self._send_timeout = send_timeout
         self._loop = asyncio.get_running_loop()
-        self._last = self._loop.time()
-        self.sending_since: float | None = None
-        self.sender: asyncio.Task[object] | None = None
+        self.sends = 0
+        self.sending = False
         self.expired = False
+        self._seen = 0  # ``sends`` at the last tick that saw it change
+        self._since = self._loop.time()  # that tick's time
+        self._stalled = -1  # ``sends`` when the send under way was first seen
+        self._stalled_since = 0.0
         intervals = [value for value in (ping, send_timeout) if value]
-        self._period = min(intervals) / 4 if intervals else None
+        self._period = min(intervals) / 8 if intervals else None
         self._handle: asyncio.TimerHandle | None = None
         if self._period is not None:
             self._handle = self._loop.call_later(self._period, self._tick)
 
-    def sent(self) -> None:
-        """Frames were handed to the server: the silence starts again."""
-        self._last = self._loop.time()
-
     def _tick(self) -> None:
         now = self._loop.time()
-        ping = self._ping
-        if ping and now - self._last >= ping and self._queue.empty():
-            self._queue.put_nowait(PING_FRAME)
-            self._last = now
-        since, limit, sender = self.sending_since, self.send_timeout, self.sender
-        expired = limit and since is not None and now - since >= limit
-        if expired and sender is not None and not self.expired:
-            self.expired = True
-            sender.cancel()
+        sends = self.sends
+        if sends != self._seen:
+            self._seen = sends
+            self._since = now
+        if self.sending:
+            # The send under way is the one after ``sends``; first seen now or at a tick before.
+            if self._stalled != sends:
+                self._stalled = sends
+                self._stalled_since = now
+            limit, sender = self._send_timeout, self._sender
+            if limit and now - self._stalled_since >= limit and sender and not self.expired:
+                self.expired = True
+                sender.cancel()
+        else:
+            self._stalled = -1
+            if self._ping and now - self._since >= self._ping and self._frames.ping():
+                self._since = now
         assert self._period is not None
         self._handle = self._loop.call_later(self._period, self._tick)
 
-    async def send(self, send: Send, message: Message) -> None:
-        """``send(message)``, raising ``SendTimeoutError`` when it waited too long."""
-        if not self.send_timeout:
-            await send(message)
-            return
-        self.sending_since = self._loop.time()
-        self.sender = asyncio.current_task()
-        try:
-            await send(message)
-        except asyncio.CancelledError:
-            sender = self.sender
-            # Ours, and no one else's cancel is pending: the browser did not read in time.
-            if self.expired and sender is not None and sender.uncancel() == 0:
-                raise SendTimeoutError() from None
-            raise
-        finally:
-            self.sending_since = None
+    def timed_out(self) -> bool:
+        """At a cancelled send: whether the cancel was the clock's alone (raise
+        ``SendTimeoutError``), not someone else's."""
+        sender = self._sender
+        return self.expired and sender is not None and sender.uncancel() == 0
 
     def stop(self) -> None:
         if self._handle is not None:
@@ -267,6 +200,7 @@ class SSEResponse(EventSourceResponse):
         self._silence = ping or None
         self._send_limit = send_timeout or None
         self._clock: _Clock | None = None
+        self._frames: FrameQueue | None = None
         self._retry = retry
         self._message_id = message_id
         self._broadcast = isinstance(source, BroadcastSubscription)
@@ -297,17 +231,15 @@ class SSEResponse(EventSourceResponse):
             initial_id=initial_id,
             message_id=self._message_id,
         )
-        pump = _Pump(self._source, writer)
-        pump.start()
+        frames = FrameQueue(self._source, writer)
+        frames.start()
         try:
-            if self._broadcast and await self._nothing_to_resume(pump):
+            if self._broadcast and await self._nothing_to_resume(frames):
                 await _no_content(scope, receive, send)
                 return
-            self.body_iterator = self._body(pump)
+            self._frames = frames
             try:
-                await super().__call__(
-                    scope, self._tracked_receive(receive), self._tracked_send(send)
-                )
+                await super().__call__(scope, self._tracked_receive(receive), send)
             except SendTimeoutError:
                 logger.info("an SSE client read nothing for %s s: dropped", self._send_limit)
                 return
@@ -316,66 +248,93 @@ class SSEResponse(EventSourceResponse):
                 with anyio.move_on_after(_FINISH_TIMEOUT):
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            pump.close(detach=self._detaches)
+            frames.close(detach=self._detaches)
 
     @property
     def _detaches(self) -> bool:
         # A broadcast subscription only ends that subscriber: the publisher holds the reply.
         return self._on_disconnect == "detach" and not self._broadcast
 
-    async def _nothing_to_resume(self, pump: _Pump) -> bool:
+    async def _nothing_to_resume(self, frames: FrameQueue) -> bool:
         """Wait (briefly) for the subscription's first notification: is the answer 204?"""
         wait = min(_FIRST_NOTIFICATION_WAIT, self._silence or _FIRST_NOTIFICATION_WAIT)
         try:
             async with asyncio.timeout(wait):
-                await pump.first.wait()
+                await frames.first.wait()
         except TimeoutError:
             return False
         return (
-            pump.finished
-            and pump.items == 0
-            and (pump.error is None or isinstance(pump.error, ChannelNotFound))
+            frames.finished
+            and frames.items == 0
+            and (frames.error is None or isinstance(frames.error, ChannelNotFound))
         )
 
-    async def _body(self, pump: _Pump) -> AsyncIterator[bytes]:
-        """The bytes to send: the retry line, then frames as they come, pings on silence."""
-        clock = self._clock = _Clock(pump.queue, self._silence, self._send_limit)
+    async def _stream_response(self, send: Send) -> None:
+        """The stream: the head, the retry line, then frames as they come, pings on silence.
+
+        Replaces sse-starlette's loop over a body iterator: the frames are taken from the
+        queue directly, one send for all that wait, with no generator between them.
+        """
+        frames = self._frames
+        assert frames is not None
+        clock = self._clock = _Clock(
+            frames, asyncio.current_task(), self._silence, self._send_limit
+        )
         try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            self._started = True
             if self._retry is not None:
-                yield retry_frame(self._retry)
-            queue = pump.queue
+                await self._send_body(clock, send, retry_frame(self._retry), True)
+            take, ready = frames.take, frames.ready
             while True:
-                frames = queue.get_nowait() if not queue.empty() else await queue.get()
-                if frames is None:
-                    return
                 # Frames that are already waiting go in one send: less work per event when
                 # the source is ahead, no delay when it is not.
-                batch = [frames]
-                size = len(frames)
-                ended = False
-                while size < _BATCH_BYTES and not queue.empty():
-                    more = queue.get_nowait()
-                    if more is None:
-                        ended = True
-                        break
-                    batch.append(more)
-                    size += len(more)
-                clock.sent()
-                yield frames if len(batch) == 1 else b"".join(batch)
-                if ended:
-                    return
+                batch = take(_BATCH_BYTES)
+                if batch:
+                    await self._send_body(clock, send, batch, True)
+                elif frames.finished:
+                    break
+                else:
+                    await ready()
+            # sse-starlette's own ping task, the only other sender, is not started (ping=0).
+            await self._send_body(clock, send, b"", False)
+            self._complete = True
+            self.active = False
         finally:
             clock.stop()
-            pump.close(detach=self._detaches)
+            frames.close(detach=self._detaches)
+
+    async def _send_body(self, clock: _Clock, send: Send, body: bytes, more: bool) -> None:
+        """Send ``body``; ``SendTimeoutError`` when the clock gave up on the browser."""
+        clock.sending = True
+        try:
+            await send({"type": "http.response.body", "body": body, "more_body": more})
+        except asyncio.CancelledError:
+            self._send_interrupted = True  # sse-starlette sends nothing more after this
+            if clock.timed_out():
+                raise SendTimeoutError() from None
+            raise
+        except BaseException:
+            self._send_interrupted = True
+            raise
+        finally:
+            clock.sending = False
+            clock.sends += 1
 
     async def _send_with_timeout(self, send: Send, message: Message) -> None:
-        # sse-starlette wraps every send in an anyio cancel scope, even without a timeout;
-        # the response's clock keeps the timeout for the whole stream instead.
+        # sse-starlette's own sends (HEAD, the end of a stream cut by a shutdown): the
+        # response's clock keeps the timeout instead of an anyio cancel scope per send.
         clock = self._clock
-        if clock is None:
+        if clock is None or message["type"] != "http.response.body":
             await send(message)
         else:
-            await clock.send(send, message)
+            await self._send_body(clock, send, message["body"], message["more_body"])
 
     def _tracked_receive(self, receive: Receive) -> Receive:
         async def tracked() -> Message:
@@ -383,16 +342,6 @@ class SSEResponse(EventSourceResponse):
             if message["type"] == "http.disconnect":
                 self._client_gone = True
             return message
-
-        return tracked
-
-    def _tracked_send(self, send: Send) -> Send:
-        async def tracked(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                self._started = True
-            elif not message.get("more_body", False):
-                self._complete = True
-            await send(message)
 
         return tracked
 

@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml tests/node/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
-	$(BIN)/python -m pip install --quiet -e ".[web,redis,database]" --group dev
+	$(BIN)/python -m pip install --quiet -e ".[web,redis,database,queue]" --group dev
 	if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/node --no-audit --no-fund; \
 	else echo "note: npm not found; tests that read the ai-sdk stream with Node will be skipped"; fi
 	touch $(STAMP)

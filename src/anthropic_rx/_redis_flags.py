@@ -24,7 +24,7 @@ import re
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ._cancel import CancelToken
 from ._exceptions import APIConnectionError
@@ -87,13 +87,15 @@ def redis_client(url: str, *, max_connections: int, retry_window: float) -> Redi
         from redis.asyncio import BlockingConnectionPool, Redis
         from redis.asyncio.retry import Retry
         from redis.backoff import ExponentialBackoff
-        from redis.exceptions import ConnectionError, TimeoutError
+        from redis.exceptions import ConnectionError, RedisError, TimeoutError
     except ImportError as exc:  # pragma: no cover - the extra is installed in tests
         raise ImportError(
             "the Redis backends need redis-py: pip install 'anthropic-rx[redis]'"
         ) from exc
     step = 0.05
     retries = max(1, int(retry_window / 0.25) + 1)
+    # The stubs of some redis-py versions take RedisError classes only; OSError works in all.
+    retried = cast("tuple[type[RedisError], ...]", (ConnectionError, TimeoutError, OSError))
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -103,9 +105,11 @@ def redis_client(url: str, *, max_connections: int, retry_window: float) -> Redi
         # Python 3.11 can swallow a cancellation landing as the send completes (a cancelled
         # publisher would go on publishing). Each command is bounded by ``call`` instead.
         socket_timeout=None,
-        retry=Retry(
-            ExponentialBackoff(cap=0.25, base=step), retries, (ConnectionError, TimeoutError)
-        ),
+        # OSError too: redis-py 5 retries a refused connect only for the socket's own error.
+        retry=Retry(ExponentialBackoff(cap=0.25, base=step), retries, retried),
+        # Named on the connection too: redis-py 5 retries a command only for the errors in
+        # ``retry_on_error`` (empty by default there), whatever its ``Retry`` supports.
+        retry_on_error=[ConnectionError, TimeoutError],
     )
     return Redis(connection_pool=pool)
 

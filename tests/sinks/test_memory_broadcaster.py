@@ -89,22 +89,61 @@ async def test_a_cancelled_publish_ends_its_subscribers_at_once() -> None:
         await job
 
 
-async def test_subscribers_are_called_from_their_own_task_never_inside_publish() -> None:
+async def test_a_subscriber_at_the_live_end_is_handed_each_entry_by_the_publishers_call() -> None:
     hub = sinks.MemoryBroadcaster()
     feed = Feed(words(20))
     job = asyncio.create_task(hub.publish("c", feed.observable()))
-    feed.send(2)
+    feed.send(3)
     await opened(hub, "c")
-    callers: set[asyncio.Task[Any] | None] = set()
+    callers: list[asyncio.Task[Any] | None] = []
+    items: list[sinks.Broadcast] = []
     done = asyncio.Event()
-    hub.subscribe("c").subscribe(
-        lambda _: callers.add(asyncio.current_task()), on_completed=done.set
-    )
+
+    def on_next(item: sinks.Broadcast) -> None:
+        callers.append(asyncio.current_task())
+        items.append(item)
+
+    hub.subscribe("c").subscribe(on_next, on_completed=done.set)
+    await until(lambda: len(items) == 3)
+    replayed_by = set(callers)  # the log so far: read by the subscription's own task
+    await asyncio.sleep(0.01)  # it waits at the live end now
+    feed.send(5)
+    await until(lambda: len(items) == 8)
+    assert set(callers[3:]) == {job}  # no task woken per entry: the append delivered them
+    assert job not in replayed_by and None not in replayed_by
     feed.send()
     feed.complete()
     await job
     await asyncio.wait_for(done.wait(), 5)
-    assert len(callers) == 1 and job not in callers and None not in callers
+    log, _ = await collect(hub.subscribe("c"))
+    assert items == log and items[-1].end == "done"  # the terminal through the task again
+
+
+async def test_a_live_subscriber_that_raises_fails_alone_and_never_reaches_the_publisher() -> None:
+    hub = sinks.MemoryBroadcaster()
+    feed = Feed(words(20))
+    job = asyncio.create_task(hub.publish("c", feed.observable()))
+    feed.send(3)
+    await opened(hub, "c")
+    boom = RuntimeError("subscriber bug")
+    seen: list[sinks.Broadcast] = []
+    failures: list[Exception] = []
+
+    def on_next(item: sinks.Broadcast) -> None:
+        seen.append(item)
+        if len(seen) == 5:
+            raise boom
+
+    hub.subscribe("c").subscribe(on_next, failures.append)
+    other = asyncio.create_task(collect(hub.subscribe("c")))
+    await until(lambda: len(seen) == 3)
+    await asyncio.sleep(0.01)
+    feed.send()  # the fifth entry raises inside the publisher's append
+    feed.complete()
+    message = await asyncio.wait_for(job, 5)
+    items, error = await other
+    assert message is not None and error is None and items[-1].end == "done"
+    assert failures == [boom] and len(seen) == 5
 
 
 async def test_an_expired_channel_is_freed_without_being_asked_for() -> None:

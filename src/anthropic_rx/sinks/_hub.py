@@ -14,7 +14,16 @@ publish(channel, events)                          subscribe(channel, last_event_
   │   backend.append(batch)   (pipelined)            │   ─► observer.on_next, paced by the
   │   backend.heartbeat       every stale_after/3    │      subscriber's Demand
   │ backend.finish(terminal)                         │ idle: backend.abandon (publisher stale?)
+  │                                                  │ memory, at the live end and keeping up:
+  │   append ─► follower.push(entries) ─────────────►│   observer.on_next in append's call
 ```
+
+A follower at the live end of a memory channel whose consumer keeps up is handed each append
+in the publisher's call (``MemoryBackend.follow_live``): with a thousand subscribers, waking a
+task per subscriber per entry costs more than the entries. Anything else — the terminal entry,
+a consumer that fell behind, the subscriber's own error, a tick every ``stale_after / 6`` —
+wakes the follower's task, which goes on by reading from its cursor, so the order, the slow
+policies and the errors are the same either way.
 
 The heartbeat is written by the ``publish`` coroutine itself, never by a side task: a publisher
 whose coroutine stops running (task cancelled, process killed, never resumed) stops renewing
@@ -71,6 +80,7 @@ from .._exceptions import (
     StreamError,
     api_error_class,
 )
+from .._names import check_name
 from .._pacing import Demand, current_demand, demand_scope
 from .._snapshot import MessageBuilder
 from .._source import event_loop_of
@@ -135,6 +145,16 @@ class Cursor:
 
     reply: str
     after: str | None = None
+
+
+class LiveReader(Protocol):
+    """A subscription waiting at the live end of a reply, for a backend that hands it each
+    append in the publisher's own call (the memory backend's ``follow_live``)."""
+
+    def push(self, entries: Sequence[Broadcast] | None) -> bool:
+        """Take ``entries``, appended after the reader's cursor (``None``: look again by
+        reading). Returns whether it stays registered; must not raise."""
+        ...
 
 
 class BroadcastBackend(Protocol):
@@ -295,6 +315,8 @@ class Broadcaster:
             completed without ``message_stop``; ``None`` when they did before ``message_start``.
 
         Raises:
+            ValueError: ``channel`` does not match ``[A-Za-z0-9._:-]{1,200}`` (every backend
+                takes the names Redis keys can hold, so an app moves between them unchanged).
             ChannelBusyError: the channel has a live publisher (nothing was subscribed).
             Exception: the stream's error (typed, with ``.partial_message``), after the
                 terminal entry recorded it; a backend's own failure.
@@ -324,6 +346,7 @@ class Broadcaster:
             warning. Cancelling the task ends the reply as :meth:`publish` does.
 
         Raises:
+            ValueError: ``channel`` is not a valid channel name (see :meth:`publish`).
             ChannelBusyError: the channel has a live publisher (nothing was subscribed).
         """
         lease = await self._open(channel)
@@ -338,6 +361,7 @@ class Broadcaster:
             _log.info("the reply on channel %r ended with %s", channel, type(error).__name__)
 
     async def _open(self, channel: str) -> Lease:
+        check_name(channel, "channel")
         return await self._backend.try_open(
             channel, lease=self._lease, stale_terminal=self._stale_terminal(), ttl=self.ttl
         )
@@ -414,7 +438,10 @@ class Broadcaster:
                 the channel moved on to another reply while this one was being read.
             SlowSubscriberError: (as ``on_error``) with ``slow="error"``, it fell behind.
             Exception: (as ``on_error``) whatever its own ``on_next`` raised; it alone stops.
+            ValueError: (at the call) ``channel`` is not a valid channel name (see
+                :meth:`publish`).
         """
+        check_name(channel, "channel")
         return _ChannelSubscription(self, channel, last_event_id)
 
     def buffered(self, channel: str) -> list[int]:
@@ -798,7 +825,17 @@ class _Follower:
     """One subscription: reads the log by cursor, holds at most ``buffer`` entries, delivers
     them at its consumer's pace. A failure here (its own ``on_next`` included) is its own."""
 
-    __slots__ = ("_demand", "_hub", "_observer", "channel", "pending", "stopped")
+    __slots__ = (
+        "_demand",
+        "_hub",
+        "_observer",
+        "_pushed_after",
+        "_pushed_error",
+        "_woken",
+        "channel",
+        "pending",
+        "stopped",
+    )
 
     def __init__(
         self,
@@ -813,6 +850,40 @@ class _Follower:
         self.channel = channel
         self.pending: deque[Broadcast] = deque()
         self.stopped = False
+        self._woken: asyncio.Future[None] | None = None
+        self._pushed_after: str | None = None  # the id of the last entry pushed
+        self._pushed_error: Exception | None = None
+
+    def push(self, entries: Sequence[Broadcast] | None) -> bool:
+        """Deliver entries appended at the live end while the consumer keeps up (see
+        :class:`LiveReader`); anything else — the terminal entry, a consumer that fell behind,
+        its own error, "look again" — wakes the follower's task to go on by reading."""
+        demand = self._demand
+        if self.stopped or entries is None or self.pending or (demand and not demand.ready):
+            self._wake()
+            return False
+        observer = self._observer
+        for entry in entries:
+            if entry.end is not None or (demand is not None and not demand.ready):
+                self._wake()  # the task reads it (and what follows) after the cursor
+                return False
+            try:
+                observer.on_next(entry)
+            except Exception as exc:
+                self._pushed_error = exc
+                self._pushed_after = entry.id
+                self._wake()
+                return False
+            self._pushed_after = entry.id
+            if self.stopped:  # disposed from inside on_next
+                self._wake()
+                return False
+        return True
+
+    def _wake(self) -> None:
+        woken = self._woken
+        if woken is not None and not woken.done():
+            woken.set_result(None)
 
     def leave(self) -> None:
         followers = self._hub._followers.get(self.channel)
@@ -860,30 +931,47 @@ class _Follower:
         # publisher appending a burst while a read is on the wire (a backend over a network)
         # also fills a read, and a subscriber that keeps up must not be merged or dropped.
         waited = False
+        follow_live = getattr(backend, "follow_live", None)
+        block = poll
         while True:
-            entries = await backend.read(channel, cursor, count=buffer, block=poll)
+            entries = await backend.read(channel, cursor, count=buffer, block=block)
+            block = poll
             if not entries:
                 await backend.abandon(channel, reply, hub._stale_terminal(), ttl=hub.ttl)
-                continue
-            if len(entries) < buffer:
-                live = True
-            elif live and waited:
-                slow = self._too_slow(entries, cursor.after)
-                if slow is None:
-                    return
-                entries = slow
-            waited = False
-            pending.extend(entries)
-            while pending:
-                if demand is not None and not demand.ready:
-                    waited = True
-                    await demand.wait()
-                entry = pending.popleft()
-                if entry.end is not None:
-                    await self._end(entry, reply)
-                    return
-                observer.on_next(entry)
-            cursor = Cursor(reply, entries[-1].id)
+            else:
+                if len(entries) < buffer:
+                    live = True
+                elif live and waited:
+                    slow = self._too_slow(entries, cursor.after)
+                    if slow is None:
+                        return
+                    entries = slow
+                waited = False
+                pending.extend(entries)
+                while pending:
+                    if demand is not None and not demand.ready:
+                        waited = True
+                        await demand.wait()
+                    entry = pending.popleft()
+                    if entry.end is not None:
+                        await self._end(entry, reply)
+                        return
+                    observer.on_next(entry)
+                cursor = Cursor(reply, entries[-1].id)
+            if follow_live is not None and live and (demand is None or demand.ready):
+                # At the live end and keeping up: take the next entries in the publisher's
+                # call instead of waking up for each (see MemoryBackend.follow_live).
+                woken = self._woken = asyncio.get_running_loop().create_future()
+                self._pushed_after = cursor.after
+                if follow_live(channel, cursor, self, block=poll):
+                    await woken
+                    if self._pushed_after != cursor.after:
+                        cursor = Cursor(reply, self._pushed_after)
+                    error, self._pushed_error = self._pushed_error, None
+                    if error is not None:
+                        raise error
+                    block = 0  # what woke it is in the log already, or was a tick
+                self._woken = None
 
     def _too_slow(self, entries: Sequence[Broadcast], after: str | None) -> list[Broadcast] | None:
         """Apply the slow policy to a full read; ``None`` when the subscription ended."""

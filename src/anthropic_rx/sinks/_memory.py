@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from bisect import bisect_right
 from collections.abc import Sequence
@@ -18,9 +19,11 @@ from ._broadcast import (
     ResumeError,
     SlowPolicy,
 )
-from ._hub import Broadcaster, Cursor, Lease
+from ._hub import Broadcaster, Cursor, Lease, LiveReader
 
 __all__ = ["MemoryBackend", "MemoryBroadcaster"]
+
+_log = logging.getLogger("anthropic_rx.sinks")
 
 # Longer "ids" than this are not ours (and int() of a huge digit string is slow).
 _MAX_ID_DIGITS = 20
@@ -35,6 +38,7 @@ class _Reply:
         "id",
         "lease_until",
         "numbers",
+        "pushed",
         "tick",
         "tick_at",
         "token",
@@ -49,6 +53,9 @@ class _Reply:
         self.numbers: list[int] = []
         self.ended = False
         self.waiters: list[asyncio.Future[None]] = []
+        # Readers at the live end, handed each append in the publisher's call (no task wakes
+        # for them): with many subscribers the wake-ups cost more than the entries.
+        self.pushed: set[LiveReader] = set()
         # One timer for all the readers waiting on this reply (not one per read): with many
         # subscribers, per-read timers cost more than the entries they wait for.
         self.tick: asyncio.TimerHandle | None = None
@@ -58,19 +65,46 @@ class _Reply:
         """A future set at the next append, or within ``block`` seconds at the latest."""
         waiter: asyncio.Future[None] = loop.create_future()
         self.waiters.append(waiter)
+        self.arm(loop, block)
+        return waiter
+
+    def arm(self, loop: asyncio.AbstractEventLoop, block: float) -> None:
+        """Wake everyone waiting on this reply within ``block`` seconds at the latest."""
         due = loop.time() + block
         if self.tick is None or due < self.tick_at:
             if self.tick is not None:
                 self.tick.cancel()
             self.tick = loop.call_at(due, self._ticked)
             self.tick_at = due
-        return waiter
+
+    def push(self, entries: Sequence[Broadcast] | None) -> None:
+        """Hand ``entries`` (``None``: "look again") to the live readers; drop those that
+        leave. A reader's failure is its own: it never reaches the publisher."""
+        pushed = self.pushed
+        if not pushed:
+            return
+        for reader in list(pushed):
+            try:
+                stays = reader.push(entries)
+            except Exception:  # pragma: no cover - push catches its subscriber's errors
+                _log.exception("a live broadcast reader failed")
+                stays = False
+            if not stays:
+                pushed.discard(reader)
 
     def _ticked(self) -> None:
         self.tick = None
         self.wake()
 
     def wake(self) -> None:
+        """Everyone looks again: the waiting readers, and the live ones (the reply ended, the
+        channel was forgotten, or a tick: a stale publisher is noticed)."""
+        if self.pushed:
+            self.push(None)
+        self.appended()
+
+    def appended(self) -> None:
+        """Entries were appended: the waiting readers read them (the live ones have them)."""
         waiters = self.waiters
         if waiters:
             self.waiters = []
@@ -179,11 +213,14 @@ class MemoryBackend:
         entries = reply.entries
         numbers = reply.numbers
         counter = self._numbers
+        first = len(entries)
         for event in events:
             number = next(counter)
             entries.append(Broadcast(str(number), event))
             numbers.append(number)
-        reply.wake()
+        if reply.pushed:
+            reply.push(entries[first:])
+        reply.appended()
 
     async def finish(self, channel: str, lease: Lease, terminal: Broadcast, *, ttl: float) -> None:
         """See :meth:`BroadcastBackend.finish`."""
@@ -253,6 +290,33 @@ class MemoryBackend:
         if found.previous is not None and found.previous.id == cursor.reply:
             return found.previous
         raise ResumeError(f"channel {channel!r} moved on to another reply")
+
+    def follow_live(
+        self, channel: str, cursor: Cursor, reader: LiveReader, *, block: float
+    ) -> bool:
+        """Hand ``reader`` the entries appended after ``cursor`` as they are appended, when
+        ``cursor`` is the live end of the channel's current reply; whether it was registered.
+
+        The reader is told to look again (``push(None)``) at the end of the reply, when the
+        channel is forgotten, and within ``block`` seconds (so it can see a stale publisher).
+        """
+        found = self._channel(channel)
+        if found is None:
+            return False
+        reply = found.reply
+        if reply.id != cursor.reply or reply.ended:
+            return False
+        numbers = reply.numbers
+        at_end = (
+            not numbers
+            if cursor.after is None
+            else bool(numbers) and cursor.after == str(numbers[-1])
+        )
+        if not at_end:
+            return False
+        reply.pushed.add(reader)
+        reply.arm(asyncio.get_running_loop(), block)
+        return True
 
     async def aclose(self) -> None:
         """Nothing to release."""

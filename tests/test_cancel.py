@@ -268,3 +268,14 @@ def test_a_callback_bound_to_a_closed_loop_is_dropped() -> None:
     token.cancel()  # its loop is gone: nothing to run there, and no error here
     assert calls == []
     assert token.cancelled
+
+
+@pytest.mark.parametrize("bad", ["", "stop me", "{s}", "s\r\n", "s*", "x" * 201])
+async def test_memory_flags_refuse_the_names_redis_flags_refuse(bad: str) -> None:
+    flags = MemoryCancelFlags()
+    with pytest.raises(ValueError, match="must match"):
+        await flags.request_stop(bad)
+    with pytest.raises(ValueError, match="must match"):
+        flags.watch(bad)
+    await flags.request_stop("stop-stream-1.a:b_c")  # the names a reply's flag takes
+    assert flags.watch("stop-stream-1.a:b_c").cancelled

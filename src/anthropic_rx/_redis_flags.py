@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ._cancel import CancelToken
 from ._exceptions import APIConnectionError
+from ._names import check_name
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -46,20 +46,7 @@ __all__ = [
 _log = logging.getLogger("anthropic_rx.redis")
 _T = TypeVar("_T")
 
-_SAFE_NAME = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 STOP_REASON = "stop requested"
-
-
-def check_name(name: str, what: str = "name") -> str:
-    """``name`` when it may be part of a Redis key (``[A-Za-z0-9._:-]{1,200}``).
-
-    Raises:
-        ValueError: it holds any other character (braces, whitespace, control characters)
-            or is empty or too long: a name can never reach into another key.
-    """
-    if not isinstance(name, str) or _SAFE_NAME.fullmatch(name) is None:
-        raise ValueError(f"{what} must match [A-Za-z0-9._:-]{{1,200}}, not {name!r}")
-    return name
 
 
 def redis_errors() -> tuple[type[BaseException], ...]:

@@ -21,6 +21,7 @@ import time
 from typing import Protocol, runtime_checkable
 
 from ._cancel import CancelToken
+from ._names import check_name
 from ._redis_flags import RedisCancelFlags
 
 __all__ = ["CancelFlags", "CancelToken", "MemoryCancelFlags", "RedisCancelFlags"]
@@ -68,7 +69,13 @@ class MemoryCancelFlags:
         self._pending: dict[str, float] = {}  # name -> expiry on the monotonic clock
 
     async def request_stop(self, name: str) -> None:
-        """Set the flag ``name``: cancel the tokens listening to it, else keep it for one."""
+        """Set the flag ``name``: cancel the tokens listening to it, else keep it for one.
+
+        Raises:
+            ValueError: ``name`` does not match ``[A-Za-z0-9._:-]{1,200}`` (the names
+                :class:`RedisCancelFlags` takes, so an app moves to it unchanged).
+        """
+        check_name(name)
         now = time.monotonic()
         with self._lock:
             listeners = self._listening.pop(name, None)
@@ -81,8 +88,12 @@ class MemoryCancelFlags:
             token.cancel(STOP_REASON)
 
     def watch(self, name: str) -> CancelToken:
-        """A token for ``name``; already cancelled when a stop was pending (it is consumed)."""
-        token = _FlagToken(self, name)
+        """A token for ``name``; already cancelled when a stop was pending (it is consumed).
+
+        Raises:
+            ValueError: ``name`` is not a valid flag name (see :meth:`request_stop`).
+        """
+        token = _FlagToken(self, check_name(name))
         if self._consume(name):
             token.cancel(STOP_REASON)
         return token

@@ -824,3 +824,18 @@ def test_a_terminal_entry_survives_encoding_as_bytes(terminal: sinks.Broadcast) 
 def test_bytes_that_are_no_terminal_entry_are_a_protocol_error(data: bytes) -> None:
     with pytest.raises(arx.ProtocolError):
         decode_terminal("1", data)
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "{c}", "c\n", "c*", "é", "x" * 201])
+async def test_every_backend_refuses_a_channel_name_redis_could_not_hold(
+    backend: HubFactory, bad: str
+) -> None:
+    hub = backend()
+    feed = Feed(words(2))
+    with pytest.raises(ValueError, match="must match"):
+        await hub.publish(bad, feed.observable())
+    with pytest.raises(ValueError, match="must match"):
+        await hub.start(bad, feed.observable())
+    assert feed.subscriptions == 0
+    with pytest.raises(ValueError, match="must match"):
+        hub.subscribe(bad)

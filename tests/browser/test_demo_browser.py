@@ -150,6 +150,18 @@ async def ask(page: Page, question: str) -> None:
     await page.click("button#send")
 
 
+async def ask_in_new_conversation(
+    page: Page, demo: Demo, fake: testing.FakeAnthropic, question: str, *, words_long: int
+) -> tuple[str, list[str]]:
+    """Queue a paced reply of ``words_long`` words, start a conversation, ask ``question``:
+    the conversation's id and the reply's parts."""
+    parts = words(words_long)
+    fake.add_stream(testing.text_reply(*parts), tokens_per_second=PACE)
+    cid = await new_conversation(page, demo)
+    await ask(page, question)
+    return cid, parts
+
+
 def question_of(request: testing.RecordedRequest) -> str:
     """The text of the last user turn the model was sent."""
     body: dict[str, Any] = request.json
@@ -212,10 +224,9 @@ async def test_a_question_streams_a_reply(
 async def test_stop_ends_the_reply_cancelled_and_keeps_its_text(
     demo: Demo, fake: testing.FakeAnthropic, page: Page
 ) -> None:
-    parts = words(100)
-    fake.add_stream(testing.text_reply(*parts), tokens_per_second=PACE)
-    await new_conversation(page, demo)
-    await ask(page, "Tell me a long story")
+    _, parts = await ask_in_new_conversation(
+        page, demo, fake, "Tell me a long story", words_long=100
+    )
     await until(page, lambda m: streaming_with_text(m, longer_than=20), "some streamed text")
 
     await page.click("button#stop")
@@ -239,10 +250,9 @@ async def test_stop_ends_the_reply_cancelled_and_keeps_its_text(
 async def test_two_tabs_show_the_same_streaming_reply(
     demo: Demo, fake: testing.FakeAnthropic, context: BrowserContext, page: Page
 ) -> None:
-    parts = words(60)
-    fake.add_stream(testing.text_reply(*parts), tokens_per_second=PACE)
-    cid = await new_conversation(page, demo)
-    await ask(page, "Hello from tab one")
+    cid, parts = await ask_in_new_conversation(
+        page, demo, fake, "Hello from tab one", words_long=60
+    )
     await until(page, streaming_with_text, "the reply to stream in the first tab")
 
     second = await context.new_page()
@@ -260,10 +270,7 @@ async def test_two_tabs_show_the_same_streaming_reply(
 async def test_a_reload_mid_reply_resumes_without_duplicated_text(
     demo: Demo, fake: testing.FakeAnthropic, page: Page
 ) -> None:
-    parts = words(60)
-    fake.add_stream(testing.text_reply(*parts), tokens_per_second=PACE)
-    await new_conversation(page, demo)
-    await ask(page, "Keep talking")
+    _, parts = await ask_in_new_conversation(page, demo, fake, "Keep talking", words_long=60)
     # A third of the reply: the stored row has a checkpoint of it by then (every 0.5 s), so a
     # page that shows the stored text and then replays the stream would show it twice.
     await until(page, lambda m: streaming_with_text(m, longer_than=150), "some streamed text")
@@ -282,10 +289,7 @@ async def test_a_reload_mid_reply_resumes_without_duplicated_text(
 async def test_a_second_question_while_one_streams_shows_a_notice(
     demo: Demo, fake: testing.FakeAnthropic, page: Page
 ) -> None:
-    parts = words(60)
-    fake.add_stream(testing.text_reply(*parts), tokens_per_second=PACE)
-    await new_conversation(page, demo)
-    await ask(page, "First question")
+    _, parts = await ask_in_new_conversation(page, demo, fake, "First question", words_long=60)
     await until(page, streaming_with_text, "the first reply to stream")
 
     await ask(page, "Second question")

@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo static fmt fmt-check lint typecheck test check soak bench bench-sinks bench-quick docs serve-docs clean
+.PHONY: install demo static fmt fmt-check lint typecheck test check soak bench bench-sinks bench-redis bench-database bench-quick docs serve-docs clean
 
 $(STAMP): pyproject.toml tests/node/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,9 +49,17 @@ soak: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.sinks
+	$(BIN)/python -m benchmarks.redis
+	$(BIN)/python -m benchmarks.database
 
 bench-sinks: $(STAMP)
 	$(BIN)/python -m benchmarks.sinks
+
+bench-redis: $(STAMP)
+	$(BIN)/python -m benchmarks.redis
+
+bench-database: $(STAMP)
+	$(BIN)/python -m benchmarks.database
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks --quick --guard

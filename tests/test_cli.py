@@ -129,6 +129,60 @@ def test_demo_passes_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert seen == [Settings(port=9123)]
 
 
+def test_demo_no_worker_leaves_the_worker_to_you(monkeypatch: pytest.MonkeyPatch) -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Settings:
+        host: str = "127.0.0.1"
+        port: int = 8000
+        worker: str = "child"
+
+        @classmethod
+        def from_env(cls) -> Settings:
+            return cls()
+
+    seen: list[Any] = []
+    fake = types.ModuleType("anthropic_rx.demo")
+    fake.DemoSettings = Settings  # type: ignore[attr-defined]
+    fake.run = seen.append  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "anthropic_rx.demo", fake)
+    assert cli.main(["demo", "--no-worker"]) == 0
+    assert seen == [Settings(worker="external")]
+
+
+def test_demo_with_a_bad_variable_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_RX_DEMO_WORKER", "sometimes")
+    assert cli.main(["demo"]) == 2
+    assert "ANTHROPIC_RX_DEMO_WORKER must be one of" in capsys.readouterr().err
+
+
+def test_worker_needs_a_redis_url(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_RX_REDIS_URL", raising=False)
+    assert cli.main(["worker"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == "anthropic-rx: error: the worker needs ANTHROPIC_RX_REDIS_URL (the demo's queue)\n"
+    )
+
+
+def test_worker_runs_the_demo_worker_with_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from anthropic_rx.demo import _worker
+
+    seen: list[Any] = []
+    monkeypatch.setattr(_worker, "run_worker", seen.append)
+    monkeypatch.setenv("ANTHROPIC_RX_REDIS_URL", "redis://127.0.0.1:6379/5")
+    monkeypatch.setenv("ANTHROPIC_RX_DEMO_REDIS_PREFIX", "cli-test")
+    assert cli.main(["worker"]) == 0
+    (settings,) = seen
+    assert settings.redis_url == "redis://127.0.0.1:6379/5"
+    assert settings.queue_name == "cli-test:queue" and settings.queued
+
+
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
     env.update(extra)
@@ -150,6 +204,7 @@ def test_module_help_and_chat() -> None:
     done = _run_module("--help")
     assert done.returncode == 0
     assert "chat" in done.stdout and cli.PACE_ENV in done.stdout
+    assert "worker" in done.stdout
     done = _run_module("chat", "hello")
     assert done.returncode == 0
     assert done.stdout == "You said: hello\n"

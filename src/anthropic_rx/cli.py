@@ -1,4 +1,4 @@
-"""The ``anthropic-rx`` command line: chat, demo, replay and record.
+"""The ``anthropic-rx`` command line: chat, demo, worker, replay and record.
 
 ``main(argv)`` returns the exit status: 0 on success, 1 on a runtime error (an API error, a
 broken or truncated stream; one line ``anthropic-rx: error: <type>: <message>`` on stderr, never
@@ -110,9 +110,32 @@ def build_parser() -> argparse.ArgumentParser:
     _request_options(chat)
     chat.add_argument("--json", action="store_true", help="print every event as one JSON line")
 
-    demo = sub.add_parser("demo", help="run the chat demo web app")
+    demo = sub.add_parser(
+        "demo",
+        help="run the chat demo web app",
+        description=(
+            "Serve the chat demo on 127.0.0.1. With ANTHROPIC_RX_REDIS_URL its replies run "
+            "in an arq worker, started as a child process unless --no-worker (or "
+            "ANTHROPIC_RX_DEMO_WORKER=external) says you run 'anthropic-rx worker' yourself."
+        ),
+    )
     demo.add_argument("--host")
     demo.add_argument("--port", type=int)
+    demo.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="do not start the arq worker (run 'anthropic-rx worker' apart)",
+    )
+
+    sub.add_parser(
+        "worker",
+        help="run the chat demo's arq worker",
+        description=(
+            "Run the arq worker that streams the chat demo's replies, until Ctrl-C or SIGTERM. "
+            "Reads the demo's environment (ANTHROPIC_RX_REDIS_URL is required; "
+            "ANTHROPIC_RX_DATABASE_URL, ANTHROPIC_API_KEY, ANTHROPIC_RX_DEMO_REDIS_PREFIX, ...)."
+        ),
+    )
 
     replay = sub.add_parser(
         "replay",
@@ -284,9 +307,29 @@ async def _record(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from anthropic_rx.demo import DemoSettings, run  # lazy: needs the web extra
 
-    settings = DemoSettings.from_env()
-    changes = {k: getattr(args, k) for k in ("host", "port") if getattr(args, k) is not None}
-    run(dataclasses.replace(settings, **changes))
+    changes: dict[str, Any] = {
+        k: getattr(args, k) for k in ("host", "port") if getattr(args, k) is not None
+    }
+    if args.no_worker:
+        changes["worker"] = "external"
+    try:
+        settings = dataclasses.replace(DemoSettings.from_env(), **changes)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    run(settings)
+    return 0
+
+
+def _worker() -> int:
+    from anthropic_rx.demo import DemoSettings, run_worker  # lazy: needs the queue extra
+
+    try:
+        settings = DemoSettings.from_env()
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    if settings.redis_url is None:
+        raise _UsageError("the worker needs ANTHROPIC_RX_REDIS_URL (the demo's queue)")
+    run_worker(settings)
     return 0
 
 
@@ -306,6 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _demo(args)
+        if args.command == "worker":
+            return _worker()
         command = {"chat": _chat, "replay": _replay, "record": _record}[args.command]
         return asyncio.run(command(args))
     except KeyboardInterrupt:

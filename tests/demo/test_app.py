@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from anthropic_rx import testing
 from anthropic_rx.demo import DemoSettings, create_app
 
-from .._services import redis_url
+from .._services import redis_url, unique_prefix
 from ..sinks._server import Frame, data_frames, parse_sse, serve
 
 WAIT = 5.0
@@ -460,6 +460,36 @@ async def test_a_reply_cut_by_shutdown_is_incomplete_after_restart(tmp_path: Pat
         assert (await demo.http.get(f"/api/conversations/{cid}/stream")).status_code == 204
 
 
+async def test_no_lock_is_kept_for_a_conversation_once_its_question_is_asked(
+    tmp_path: Path,
+) -> None:
+    fake = testing.FakeAnthropic()
+    fake.add_stream(testing.text_reply("One."), tokens_per_second=500)
+    fake.add_stream(testing.text_reply("Two."), tokens_per_second=500)
+    async with in_memory(tmp_path, fake) as (app, http):
+        jobs = app.state.jobs
+        for content in ("One", "Two"):
+            cid = (await http.post("/api/conversations")).json()["id"]
+            response = await http.post(
+                f"/api/conversations/{cid}/messages", json={"content": content}
+            )
+            assert response.status_code == 202
+            assert len(jobs._locks) == 0
+        # Concurrent questions in one conversation share its lock while they wait for it.
+        held = jobs._locks.held("c")
+        async with held:
+            waiting = asyncio.create_task(_hold(jobs._locks, "c"))
+            await asyncio.sleep(0)
+            assert len(jobs._locks) == 1 and not waiting.done()
+        await waiting
+        assert len(jobs._locks) == 0
+
+
+async def _hold(locks: Any, key: str) -> None:
+    async with locks.held(key):
+        pass
+
+
 async def test_the_embedded_fake_answers_about_200_words(tmp_path: Path) -> None:
     fake = testing.FakeAnthropic()  # its default (echo) is replaced by the paced answer
     async with running(tmp_path, fake) as demo:
@@ -473,12 +503,15 @@ async def test_the_embedded_fake_answers_about_200_words(tmp_path: Path) -> None
 
 
 @pytest.mark.services
-async def test_redis_mode_streams_and_stops(tmp_path: Path) -> None:
+async def test_redis_with_tasks_streams_and_stops(tmp_path: Path) -> None:
+    # The Redis broadcaster and flags with replies as tasks of this process (jobs="tasks"),
+    # which a fake of this process answers; arq jobs are tests/demo/test_redis_mode.py's.
     fake = testing.FakeAnthropic()
     parts = words(200)
     fake.add_stream(testing.text_reply(*parts), tokens_per_second=50)
     fake.add_stream(testing.text_reply("Short."), tokens_per_second=500)
-    async with running(tmp_path, fake, redis_url=redis_url()) as demo:
+    options: dict[str, Any] = {"redis_url": redis_url(), "jobs": "tasks"}
+    async with running(tmp_path, fake, redis_prefix=unique_prefix(), **options) as demo:
         cid = await demo.conversation()
         await demo.ask(cid, "Talk")
         _, frames = await read_stream(demo.http, cid, stop_after=5)

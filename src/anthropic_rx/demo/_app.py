@@ -7,7 +7,10 @@
 - ``POST /api/conversations/{id}/messages`` ``{"content"}``: ``202 {"message_id"}``; ``409``
   ``{"error": "...still answering..."}`` while a reply streams; ``422`` on bad input.
 - ``GET /api/conversations/{id}/stream``: SSE ``format="text"`` from the broadcaster,
-  ``Last-Event-ID`` resumes; ``204`` when nothing streams or can be resumed.
+  ``Last-Event-ID`` resumes; ``204`` when nothing streams or can be resumed. With arq jobs a
+  reply the worker has not opened yet is waited for (at most ``2 * worker_timeout`` seconds,
+  5 s by default); one no worker starts is answered with one ``event: error`` frame
+  (``worker_unavailable``) in a 200 ``text/event-stream``, and its row ends ``failed``.
 - ``POST /api/conversations/{id}/stop``: ``202``; the streaming reply ends ``cancelled``.
 - ``GET /api/conversations/{id}/messages``: ``[{"id", "role", "content", "status",
   "stop_reason", "usage", "blocks", "error"}]`` (``content`` the text; ``blocks`` the content
@@ -37,6 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import sinks
 from ._jobs import Busy, Jobs
+from ._origin import OriginCheck
 from ._settings import DemoSettings
 
 __all__ = ["MAX_CONTENT", "OWNER_COOKIE", "create_app"]
@@ -132,7 +136,7 @@ async def _content(request: Request) -> str | Response:
     """The question of a POST body, or the 422 that refuses it."""
     try:
         body: Any = json.loads(await request.body())
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         return _invalid('the body must be JSON: {"content": "..."}')
     if not isinstance(body, dict) or "content" not in body:
         return _invalid("content is missing")
@@ -143,6 +147,10 @@ async def _content(request: Request) -> str | Response:
         return _invalid("content is empty")
     if len(content) > MAX_CONTENT:
         return _invalid(f"content is longer than {MAX_CONTENT} characters")
+    try:
+        content.encode()
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in the JSON): no API can take it
+        return _invalid("content must be valid Unicode text (it holds a lone surrogate)")
     return content
 
 
@@ -173,10 +181,28 @@ async def stream(request: Request) -> Response:
     # Without Last-Event-ID (a page load) only a reply in progress is replayed: a finished
     # one is read from /messages. With it (an EventSource reconnecting) the broadcaster
     # resumes, or answers 204 when the reply had ended.
-    if last_event_id is None and await jobs.current_reply(cid) is None:
-        return Response(status_code=204, headers={"Cache-Control": "no-cache"})
+    if last_event_id is None:
+        reply = await jobs.streaming_reply(cid)
+        if reply is None:
+            return Response(status_code=204, headers={"Cache-Control": "no-cache"})
+        if jobs.queued:
+            # The page asks right after the 202, before a worker has opened the channel:
+            # until then the channel holds the reply before this one.
+            problem = await jobs.wait_started(reply)
+            if problem is not None:
+                return _error_stream(*problem)
     replay = jobs.hub.subscribe(jobs.channel(cid), last_event_id=last_event_id)
     return sinks.sse_response(replay, format="text")
+
+
+def _error_stream(kind: str, message: str) -> Response:
+    """The SSE answer of a reply that cannot be followed: one ``event: error`` frame, in a 200
+    (an EventSource reads no other status), as ``sinks.sse_response`` frames a stream's
+    error."""
+    data = json.dumps({"type": kind, "message": message}, ensure_ascii=False)
+    body = f"retry: 1000\n\nevent: error\ndata: {data}\n\n".encode()
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return Response(body, media_type="text/event-stream", headers=headers)
 
 
 async def stop(request: Request) -> Response:
@@ -227,4 +253,6 @@ def create_app(settings: DemoSettings | None = None) -> Starlette:
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(OwnerCookie)
+    # Outermost: a cross-origin POST is refused before anything (the cookie included) runs.
+    app.add_middleware(OriginCheck, allowed_origins=settings.allowed_origins)
     return app

@@ -1,15 +1,22 @@
 """Conversations, their messages, and the job that streams each reply.
 
+Replies run where :attr:`DemoSettings.queued` says: as asyncio tasks of the web process (the
+embedded default), or as arq jobs of a worker process (``ANTHROPIC_RX_REDIS_URL``).
+
 ```
-POST /messages ─► Jobs.ask(cid, content)
-  │ turns  = the stored exchanges (those whose reply has no text left out), then content
-  │ events = client.stream(...).pipe(take_until_cancel(flags.watch("stop-stream-{mid}")))
-  │ sinks.start_relay(events, hub, channel="conversation.{cid}", writer, message_id=mid)
-  │   ChannelBusyError ─► Busy (409): nothing stored, nothing asked
-  │ insert the user row and the assistant row (streaming); current_reply = mid
-  ▼
-asyncio task: relay ─► the broadcaster's log (the browsers follow it) + the writer's row
+asyncio tasks                                     arq jobs (Redis)
+POST /messages ─► Jobs.ask(cid, content)          POST /messages ─► Jobs.ask(cid, content)
+  │ sinks.start_relay(events, hub,                  │ current reply streaming? ─► Busy (409)
+  │   channel="conversation.{cid}", writer, mid)    │ one transaction: current_reply: old ─► mid
+  │   ChannelBusyError ─► Busy (409)                │   (compare-and-set; lost ─► Busy), the
+  │ insert the user row and the assistant row       │   user row, the assistant row "streaming"
+  │ (streaming); current_reply = mid                │ enqueue the job (job id = mid)
+  ▼                                                 ▼
+asyncio task: relay                               worker (_worker.py): claim, relay, "open"
 ```
+
+In both, ``events = client.stream(...).pipe(take_until_cancel(flags.watch("stop-stream-{mid}")))``
+and the relay feeds the broadcaster's log (the browsers follow it) and the writer's row.
 
 Storage: one SQLite (or PostgreSQL) database. The messages of both roles live in the
 :class:`~anthropic_rx.sinks.DatabaseWriter`'s table (``arx_messages``): the writer saves each
@@ -20,21 +27,32 @@ so a reload before the model's first byte still sees a reply in progress. A seco
 the demo's own (``arx_demo_conversations``) holds each conversation's owner, title, current
 reply and ``updated_at``.
 
-Jobs run as asyncio tasks of the web process, with either backend. With
-``ANTHROPIC_RX_REDIS_URL`` the broadcaster and the stop flags are Redis's, so the channel and
-the Stop button work across processes, but the job itself still runs in the process that took
-the POST: running it in an arq worker process is a later step.
+One reply per conversation at a time. With asyncio tasks the broadcaster's channel decides
+(a live publisher refuses a second one, across processes too with Redis). With arq jobs the
+channel is opened by the worker, after the POST has answered, so it cannot decide; the
+database does instead: the conversation row's ``current_reply`` is changed with a
+compare-and-set (``UPDATE ... WHERE current_reply = <the one read>``, the transaction's first
+statement), after checking that the reply read is not ``streaming``. Two web processes asking
+at once both read the same old reply; the database applies one update and the other matches no
+row (PostgreSQL re-checks the condition on the row the first one committed; SQLite serialises
+writers), so exactly one gets 202 and the other 409. The new reply's row is inserted
+``streaming`` in the same transaction, so whoever sees the new ``current_reply`` sees it busy.
+
+A queued reply nobody starts (no worker running) does not stay ``streaming``: after
+``worker_timeout`` seconds the stream route (or the next question) abandons it through its
+claim (see ``_queue.py``) and the row ends ``failed`` with ``worker_unavailable``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import reactivex
 from sqlalchemy import Column, DateTime, MetaData, String, Table, case, insert, select, update
@@ -44,13 +62,37 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .. import Client, Message, MessageStreamEvent, cancel, sinks, testing
 from .. import operators as ops
 from ._fake_reply import PacedAnswer
+from ._queue import (
+    JOB,
+    NO_WORKER,
+    WORKER_STALLED,
+    ReplyClaims,
+    channel_name,
+    stop_flag_name,
+)
 from ._settings import DemoSettings
 
-__all__ = ["Busy", "ConversationRow", "Jobs", "MessageRow", "new_id"]
+if TYPE_CHECKING:
+    from arq.connections import ArqRedis
+
+__all__ = [
+    "Busy",
+    "ConversationRow",
+    "Jobs",
+    "MessageRow",
+    "ReplyRow",
+    "demo_client",
+    "fail_reply",
+    "new_id",
+]
 
 _log = logging.getLogger("anthropic_rx.demo")
 
 TITLE_LENGTH = 60
+QUEUE_ERROR = ("queue_error", "The reply could not be queued (Redis did not answer). Try again.")
+_POLL = 0.05  # seconds between two looks at a queued reply's claim while it waits to start
+_STALE = 60.0  # seconds without a checkpoint after which a streaming row is a dead worker's
+_JOB_EXPIRES = timedelta(hours=1)  # a job no worker took by then is dropped from the queue
 
 
 def new_id() -> str:
@@ -67,6 +109,16 @@ class Busy(Exception):
 class ConversationRow:
     id: str
     title: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyRow:
+    """A conversation's current reply: its id, status and times."""
+
+    id: str
+    status: str
+    created_at: datetime
     updated_at: datetime
 
 
@@ -117,41 +169,107 @@ def _aware(stamp: datetime) -> datetime:
     return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
 
 
+def demo_client(settings: DemoSettings) -> tuple[Client, testing.FakeAnthropic | None]:
+    """The client replies are asked with, and the fake behind it (``None``: the real API).
+
+    With no API key (or with ``settings.fake``) the fake answers: ``settings.fake``, or an
+    embedded one; a fake whose ``default`` is still the library's echo answers with the paced
+    ~200-word reply. The web process (asyncio tasks) and the worker (arq jobs) choose alike.
+    """
+    if settings.api_key is not None and settings.fake is None:
+        return Client(api_key=settings.api_key, max_retries=settings.max_retries), None
+    fake = settings.fake if settings.fake is not None else testing.FakeAnthropic()
+    if fake.default is testing.echo:
+        fake.default = PacedAnswer(settings.tokens_per_second)
+    # A key of its own, so one in the environment is never sent to the fake.
+    return fake.client(api_key="demo-fake-key", max_retries=settings.max_retries), fake
+
+
+async def fail_reply(
+    engine: AsyncEngine, messages: Table, reply_id: str, error: tuple[str, str]
+) -> bool:
+    """End a ``streaming`` reply's row ``failed`` with ``error`` (``(type, message)``).
+
+    Returns whether the row was ``streaming`` (a row that ended otherwise is left alone).
+    """
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(messages)
+            .where(messages.c.id == reply_id, messages.c.status == "streaming")
+            .values(
+                status="failed",
+                error_type=error[0],
+                error_message=error[1],
+                usage_estimated=True,
+                updated_at=_now(),
+            )
+        )
+    return bool(result.rowcount == 1)
+
+
+class _Raced(Exception):
+    """Another process changed the conversation's current reply first."""
+
+
+class _AskLock:
+    """One ask at a time per conversation in this process; the lock is dropped with its last
+    user, so the locks held are those of the conversations being asked in right now."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def held(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._locks[key]
+
+
 class Jobs:
     """The demo's state: the client, broadcaster, flags, writer, and the running replies.
 
-    :meth:`open` creates the tables and ends the rows a stopped process left ``streaming``;
-    :meth:`aclose` cancels the replies still running (their rows end ``incomplete``, their
-    channels with ``IncompleteStreamError``) and closes everything.
+    :meth:`open` creates the tables and ends the rows a stopped process left ``streaming``
+    (and, with arq jobs, connects to the queue); :meth:`aclose` cancels the replies still
+    running here (their rows end ``incomplete``, their channels with ``IncompleteStreamError``)
+    and closes everything. Replies running in a worker process are the worker's: closing the
+    web process leaves them streaming.
     """
 
     def __init__(self, settings: DemoSettings) -> None:
         self.settings = settings
+        self.queued = settings.queued
+        # With arq jobs the worker asks the model: this process needs no client.
+        self.client: Client | None = None
         self.fake: testing.FakeAnthropic | None = None
-        if settings.api_key is not None and settings.fake is None:
-            self.client = Client(api_key=settings.api_key, max_retries=settings.max_retries)
-        else:
-            fake = settings.fake if settings.fake is not None else testing.FakeAnthropic()
-            if fake.default is testing.echo:
-                fake.default = PacedAnswer(settings.tokens_per_second)
-            self.fake = fake
-            # A key of its own, so one in the environment is never sent to the fake.
-            self.client = fake.client(api_key="demo-fake-key", max_retries=settings.max_retries)
+        if not self.queued:
+            self.client, self.fake = demo_client(settings)
         self.hub: sinks.Broadcaster
         self.flags: cancel.CancelFlags
         if settings.redis_url is not None:
-            self.hub = sinks.RedisBroadcaster(settings.redis_url, prefix="arx-demo")
-            self.flags = cancel.RedisCancelFlags(settings.redis_url, prefix="arx-demo")
+            prefix = settings.redis_prefix
+            self.hub = sinks.RedisBroadcaster(settings.redis_url, prefix=prefix)
+            self.flags = cancel.RedisCancelFlags(settings.redis_url, prefix=prefix)
         else:
             self.hub = sinks.MemoryBroadcaster()
             self.flags = cancel.MemoryCancelFlags()
         self.writer = sinks.DatabaseWriter(settings.database_url)
         self.messages = self.writer.table
         self.conversations = conversation_table(MetaData())
+        self._queue: ArqRedis | None = None
+        self._claims: ReplyClaims | None = None
         self._running: set[asyncio.Task[Message | None]] = set()
-        # One ask at a time per conversation in this process: the busy check, the request and
-        # the rows of one question are not interleaved with another's.
-        self._locks: dict[str, asyncio.Lock] = {}
+        # The history read, the busy check and the rows of one question are not interleaved
+        # with another question's in this process.
+        self._locks = _AskLock()
 
     @property
     def engine(self) -> AsyncEngine:
@@ -161,29 +279,41 @@ class Jobs:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Create the tables; end the rows left ``streaming`` by a process that stopped.
+        """Create the tables; end the rows left ``streaming`` by a process that stopped; with
+        arq jobs, connect to the queue.
 
         In memory mode every reply runs in this process, so any ``streaming`` row at startup
         is an orphan; with Redis another process may still be streaming, so only rows idle for
         a minute are ended.
+
+        Raises:
+            ImportError: arq jobs without arq installed (``pip install 'anthropic-rx[queue]'``).
         """
         await self.writer.create_all()
         async with self.engine.begin() as conn:
             await conn.run_sync(self.conversations.create, checkfirst=True)
-        await self.writer.recover(older_than=60 if self.settings.redis_url else 0)
+        await self.writer.recover(older_than=_STALE if self.settings.redis_url else 0)
+        if self.queued:
+            self._queue = await connect_queue(self.settings)
+            self._claims = ReplyClaims(self._queue, self.settings.redis_prefix)
 
     async def aclose(self) -> None:
-        """Cancel the running replies, then close the client, broadcaster, flags and writer."""
+        """Cancel the running replies, then close the client, broadcaster, flags, queue and
+        writer."""
         running = list(self._running)
         for task in running:
             task.cancel()
         if running:
             await asyncio.gather(*running, return_exceptions=True)
-        await self.client.aclose()
+        if self.client is not None:
+            await self.client.aclose()
         await self.hub.aclose()
         closer = getattr(self.flags, "aclose", None)
         if closer is not None:
             await closer()
+        if self._queue is not None:
+            queue, self._queue = self._queue, None
+            await queue.aclose()
         await self.writer.aclose()
 
     # --- conversations ---------------------------------------------------------------------
@@ -260,39 +390,62 @@ class Jobs:
             )
         return result
 
-    async def current_reply(self, cid: str) -> str | None:
-        """The id of the conversation's reply while it streams, else ``None``."""
+    async def _current(self, cid: str) -> tuple[str | None, ReplyRow | None]:
+        """The conversation's ``current_reply`` as stored, and its row (``None`` if none)."""
         conv, msgs = self.conversations, self.messages
         query = (
-            select(msgs.c.id)
-            .select_from(conv.join(msgs, msgs.c.id == conv.c.current_reply))
-            .where(conv.c.id == cid, msgs.c.status == "streaming")
+            select(conv.c.current_reply, msgs.c.status, msgs.c.created_at, msgs.c.updated_at)
+            .select_from(conv.outerjoin(msgs, msgs.c.id == conv.c.current_reply))
+            .where(conv.c.id == cid)
         )
         async with self.engine.connect() as conn:
             row = (await conn.execute(query)).first()
-        return None if row is None else str(row.id)
+        if row is None or row.current_reply is None:
+            return None, None
+        if row.status is None:
+            return row.current_reply, None
+        reply = ReplyRow(
+            row.current_reply, row.status, _aware(row.created_at), _aware(row.updated_at)
+        )
+        return row.current_reply, reply
+
+    async def streaming_reply(self, cid: str) -> ReplyRow | None:
+        """The conversation's reply while it streams, else ``None``."""
+        _, reply = await self._current(cid)
+        return reply if reply is not None and reply.status == "streaming" else None
+
+    async def current_reply(self, cid: str) -> str | None:
+        """The id of the conversation's reply while it streams, else ``None``."""
+        reply = await self.streaming_reply(cid)
+        return None if reply is None else reply.id
 
     # --- replies ---------------------------------------------------------------------------
 
     @staticmethod
     def channel(cid: str) -> str:
-        return f"conversation.{cid}"
+        return channel_name(cid)
 
     @staticmethod
     def stop_flag(message_id: str) -> str:
-        return f"stop-stream-{message_id}"
+        return stop_flag_name(message_id)
 
     async def ask(self, cid: str, content: str) -> str:
-        """Store ``content`` as the user's question and start the reply as a job.
+        """Store ``content`` as the user's question and start the reply as a job (an asyncio
+        task, or an arq job for the worker).
 
         Returns:
             The assistant message's id.
 
         Raises:
-            Busy: a reply is streaming in the conversation (nothing stored, nothing asked).
+            Busy: a reply is streaming in the conversation, here or in any other process
+                (nothing stored, nothing asked).
+            APIConnectionError: with arq jobs, Redis did not answer a claim (nothing stored).
+            redis.exceptions.RedisError: with arq jobs, Redis did not take the job (the
+                question is stored, and the reply's row ends ``failed`` with ``queue_error``).
         """
-        lock = self._locks.setdefault(cid, asyncio.Lock())
-        async with lock:
+        async with self._locks.held(cid):
+            if self.queued:
+                return await self._enqueue(cid, content)
             history = await self.message_rows(cid)
             user_id, reply_id = new_id(), new_id()
             asked_at = _now()
@@ -316,6 +469,7 @@ class Jobs:
     def _events(
         self, turns: list[dict[str, str]], reply_id: str
     ) -> reactivex.Observable[MessageStreamEvent]:
+        assert self.client is not None  # asyncio tasks only
         return self.client.stream(
             model=self.settings.model, max_tokens=self.settings.max_tokens, messages=turns
         ).pipe(ops.take_until_cancel(self.flags.watch(self.stop_flag(reply_id))))
@@ -326,9 +480,137 @@ class Jobs:
             # The row and the channel recorded it; the page shows it.
             _log.info("a reply ended with %s", type(error).__name__)
 
+    async def _enqueue(self, cid: str, content: str) -> str:
+        """:meth:`ask` with arq jobs: the database decides who is busy (see the module)."""
+        expected, previous = await self._current(cid)
+        if (
+            previous is not None
+            and previous.status == "streaming"
+            and not await self._clear_dead(previous)
+        ):
+            raise Busy(cid)
+        history = await self.message_rows(cid)
+        user_id, reply_id = new_id(), new_id()
+        asked_at = _now()
+        try:
+            await self._store_question(
+                cid, user_id, reply_id, content, asked_at, expected=expected, guarded=True
+            )
+        except _Raced:
+            raise Busy(cid) from None
+        assert self._queue is not None, "open() connects the queue"
+        try:
+            await self._queue.enqueue_job(
+                JOB,
+                conversation_id=cid,
+                reply_id=reply_id,
+                messages=_turns(history, content),
+                model=self.settings.model,
+                max_tokens=self.settings.max_tokens,
+                _job_id=reply_id,
+                _queue_name=self.settings.queue_name,
+                _expires=_JOB_EXPIRES,
+            )
+        except BaseException:
+            # Nobody will ever start it: the row must not stay streaming (and busy).
+            with contextlib.suppress(Exception):
+                await asyncio.shield(fail_reply(self.engine, self.messages, reply_id, QUEUE_ERROR))
+            raise
+        return reply_id
+
+    async def _clear_dead(self, reply: ReplyRow) -> bool:
+        """Whether a ``streaming`` queued reply is dead (now ended): no worker took it within
+        ``worker_timeout``, or its worker stopped checkpointing a minute ago."""
+        claims = self._claims
+        assert claims is not None
+        state = await claims.state(reply.id)
+        waited = (_now() - reply.created_at).total_seconds()
+        if state is None and waited >= self.settings.worker_timeout:
+            if await claims.abandon(reply.id):
+                await fail_reply(self.engine, self.messages, reply.id, NO_WORKER)
+                return True
+            state = await claims.state(reply.id)
+        if state in ("abandoned", "failed"):
+            # Whoever gave up on it may have stopped before ending its row.
+            await fail_reply(self.engine, self.messages, reply.id, NO_WORKER)
+            return True
+        if (_now() - reply.updated_at).total_seconds() >= _STALE:
+            await self.writer.recover(older_than=_STALE)
+            return await self._no_longer_streams(reply.id)
+        return False
+
+    async def _no_longer_streams(self, reply_id: str) -> bool:
+        async with self.engine.connect() as conn:
+            status = (
+                await conn.execute(
+                    select(self.messages.c.status).where(self.messages.c.id == reply_id)
+                )
+            ).scalar()
+        return status != "streaming"
+
+    async def wait_started(self, reply: ReplyRow) -> tuple[str, str] | None:
+        """With arq jobs: wait until a worker has opened the channel of ``reply``.
+
+        Returns ``None`` once it has (the channel carries this reply, not the one before it),
+        or the ``(type, message)`` of the error the page shows: no worker claimed the reply
+        within ``worker_timeout`` seconds of its question (the reply is abandoned and its row
+        ends ``failed``), the worker could not start it (its row says why), or a worker
+        claimed it but did not open it within twice that.
+
+        Bounded: at most ``2 * worker_timeout`` seconds. Cancellation propagates.
+        """
+        claims = self._claims
+        assert claims is not None, "open() connects the queue"
+        loop = asyncio.get_running_loop()
+        timeout = self.settings.worker_timeout
+        waited = max((_now() - reply.created_at).total_seconds(), 0.0)
+        abandon_at = loop.time() + max(timeout - waited, 0.0)
+        give_up_at = loop.time() + timeout * 2
+        while True:
+            state = await claims.state(reply.id)
+            if state == "open":
+                return None
+            if state in ("abandoned", "failed"):
+                return await self._reply_error(reply.id)
+            now = loop.time()
+            if state is None and now >= abandon_at:
+                if await claims.abandon(reply.id):
+                    await fail_reply(self.engine, self.messages, reply.id, NO_WORKER)
+                    return NO_WORKER
+                continue  # a worker claimed it just now: look again at once
+            if now >= give_up_at:
+                return WORKER_STALLED
+            await asyncio.sleep(_POLL)
+
+    async def _reply_error(self, reply_id: str) -> tuple[str, str]:
+        """The error a failed queued reply's row holds (ended here if it still streams)."""
+        await fail_reply(self.engine, self.messages, reply_id, NO_WORKER)
+        msgs = self.messages
+        query = select(msgs.c.error_type, msgs.c.error_message).where(msgs.c.id == reply_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None or row.error_type is None:
+            return NO_WORKER
+        return str(row.error_type), str(row.error_message or "")
+
     async def _store_question(
-        self, cid: str, user_id: str, reply_id: str, content: str, asked_at: datetime
+        self,
+        cid: str,
+        user_id: str,
+        reply_id: str,
+        content: str,
+        asked_at: datetime,
+        *,
+        expected: str | None = None,
+        guarded: bool = False,
     ) -> None:
+        """Insert the question's row and the reply's (``streaming``); the reply becomes the
+        conversation's current one.
+
+        Raises:
+            _Raced: ``guarded`` and the conversation's current reply is no longer
+                ``expected`` (nothing is stored).
+        """
         msgs, conv = self.messages, self.conversations
         base: dict[str, Any] = {
             "conversation_id": cid,
@@ -356,26 +638,52 @@ class Jobs:
         }
         dialect = self.engine.dialect.name
         dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        title = conv.c.title
+        swap = update(conv).where(conv.c.id == cid)
+        if guarded:
+            current = conv.c.current_reply
+            swap = swap.where(current.is_(None) if expected is None else current == expected)
+        swap = swap.values(
+            current_reply=reply_id,
+            updated_at=asked_at,
+            title=case((title == "", _title(content)), else_=title),
+        )
         async with self.engine.begin() as conn:
+            # First: on SQLite the transaction takes the write lock here, so the condition is
+            # checked against the latest commit, not an older snapshot.
+            if (await conn.execute(swap)).rowcount != 1 and guarded:
+                raise _Raced(cid)
             await conn.execute(insert(msgs).values(user))
             # The writer may have written the reply's row already: it wins.
             await conn.execute(dialect_insert(msgs).values(reply).on_conflict_do_nothing())
-            title = conv.c.title
-            await conn.execute(
-                update(conv)
-                .where(conv.c.id == cid)
-                .values(
-                    current_reply=reply_id,
-                    updated_at=asked_at,
-                    title=case((title == "", _title(content)), else_=title),
-                )
-            )
 
     async def stop(self, cid: str) -> None:
-        """Ask the conversation's streaming reply, if any, to stop (it ends ``cancelled``)."""
+        """Ask the conversation's streaming reply, if any, to stop (it ends ``cancelled``).
+
+        With arq jobs a stop before the worker starts the reply is kept by the flags (their
+        ``ttl``, 30 s): the worker then ends it ``cancelled`` at once."""
         reply_id = await self.current_reply(cid)
         if reply_id is not None:
             await self.flags.request_stop(self.stop_flag(reply_id))
+
+
+async def connect_queue(settings: DemoSettings) -> ArqRedis:
+    """An arq connection to ``settings.redis_url`` whose default queue is the demo's.
+
+    Raises:
+        ImportError: arq is not installed (``pip install 'anthropic-rx[queue]'``).
+    """
+    try:
+        from arq import create_pool
+        from arq.connections import RedisSettings
+    except ImportError as exc:  # pragma: no cover - the extra is installed in tests
+        raise ImportError(
+            "the demo's arq jobs need arq: pip install 'anthropic-rx[queue]'"
+        ) from exc
+    assert settings.redis_url is not None
+    return await create_pool(
+        RedisSettings.from_dsn(settings.redis_url), default_queue_name=settings.queue_name
+    )
 
 
 def _title(content: str) -> str:

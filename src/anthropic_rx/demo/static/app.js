@@ -32,6 +32,9 @@
     IncompleteStreamError: "The reply was cut off before it ended. Try again.",
     resume_error: "The reply could not be resumed. Reload the page to see what was saved.",
     internal_error: "Something went wrong on the server. Try again.",
+    worker_unavailable: "No worker picked up the reply. Start one (anthropic-rx worker), then try again.",
+    queue_error: "The reply could not be queued. Try again.",
+    conversation_busy: "Another reply was still streaming in this conversation. Try again.",
   };
 
   function readable(error) {

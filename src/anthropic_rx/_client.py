@@ -319,7 +319,9 @@ class Client:
             scheduler: abc.SchedulerBase | None = None,
         ) -> abc.DisposableBase:
             loop = event_loop_of(scheduler)
-            reader = EventReader(observer, max_line_bytes=self._max_line_bytes)
+            reader = EventReader(
+                observer, max_line_bytes=self._max_line_bytes, secret=_echoable(self._api_key)
+            )
             task = loop.create_task(self._run(request, reader, current_demand()))
             return Disposable(lambda: stop_reading(reader, task))
 

@@ -121,6 +121,9 @@ def sharing_builder(
         _BUILDER_SLOT.reset(token)
 
 
+REDACTED = "[redacted]"
+
+
 class EventReader:
     """Decodes one response body into events for one observer.
 
@@ -142,6 +145,7 @@ class EventReader:
         "finished",
         "meta",
         "progress",
+        "secret",
     )
 
     def __init__(
@@ -151,6 +155,7 @@ class EventReader:
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         meta: ResponseMeta | None = None,
         in_task: bool = True,
+        secret: str | None = None,
     ) -> None:
         self._observer = observer
         self._in_task = in_task
@@ -162,6 +167,8 @@ class EventReader:
             sharing[0].append(self._builder)
             self._emit_deltas = sharing[1]
         self.meta = meta
+        # The API key, blanked wherever an error event echoes it (a proxy's, a gateway's).
+        self.secret = secret
         self.finished = False
         self.completed = False  # ended by message_stop or an error event, not by a failure
         self.progress = 0
@@ -304,7 +311,19 @@ class EventReader:
                 self.progress += 1
                 if kind == "error":
                     # What arrived before the error travels with it, for whoever raises it.
-                    update = {"response_meta": self.meta, "partial_message": builder.message()}
+                    update: dict[str, object] = {
+                        "response_meta": self.meta,
+                        "partial_message": builder.message(),
+                    }
+                    secret = self.secret
+                    detail = event.error  # type: ignore[union-attr]
+                    if secret and (secret in detail.message or secret in detail.type):
+                        update["error"] = detail.model_copy(
+                            update={
+                                "message": detail.message.replace(secret, REDACTED),
+                                "type": detail.type.replace(secret, REDACTED),
+                            }
+                        )
                     event = event.model_copy(update=update)
                 elif self.meta is not None and kind == "message_start":
                     event = event.model_copy(update={"response_meta": self.meta})

@@ -204,11 +204,6 @@ def echoing_error(fake: testing.FakeAnthropic) -> None:
     fake.add_stream(testing.text_reply(*WORDS), error_after=(4, "api_error", f"bad: {API_KEY}"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an in-stream error event echoing the API key is raised with the key in the "
-    "exception (the HTTP error path blanks it; the error-event path does not)",
-)
 async def test_an_error_event_echoing_the_key_is_raised_without_it() -> None:
     fake = testing.FakeAnthropic()
     echoing_error(fake)

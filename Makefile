@@ -44,7 +44,7 @@ check: static test
 # The fuzz and property suites, fifty times the examples of a `make check` run.
 soak: $(STAMP)
 	ANTHROPIC_RX_SOAK=1 $(BIN)/pytest -q -p no:cacheprovider tests/test_http11_differential.py \
-		tests/test_http11.py tests/sinks tests/reliability
+		tests/test_http11.py tests/test_many_at_once.py tests/sinks tests/reliability
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -4,6 +4,7 @@ hangs, none slows the others past its limits, and no connection is left open."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from typing import Any
 
@@ -17,6 +18,8 @@ PARAMS: dict[str, Any] = {
     "messages": [{"role": "user", "content": "Hi"}],
 }
 WORDS = [f"word{i} " for i in range(30)]
+# ``make soak``: ten times the replies, 1,200 at once through one client.
+SCALE = 10 if os.environ.get("ANTHROPIC_RX_SOAK") == "1" else 1
 
 
 def plan(fake: testing.FakeAnthropic) -> Counter[str]:
@@ -25,22 +28,22 @@ def plan(fake: testing.FakeAnthropic) -> Counter[str]:
     data = reply.to_sse()
     middle = data.index(b"word15")
     expected: Counter[str] = Counter()
-    for _ in range(40):
+    for _ in range(40 * SCALE):
         fake.add_stream(reply, tokens_per_second=400)
         expected["complete"] += 1
-    for _ in range(20):
+    for _ in range(20 * SCALE):
         fake.add_stream(reply, tokens_per_second=400, truncate_after=middle)
         expected["IncompleteStreamError"] += 1
-    for _ in range(20):
+    for _ in range(20 * SCALE):
         fake.add_stream(reply, tokens_per_second=400, disconnect_after=middle)
         expected["APIConnectionError"] += 1
-    for _ in range(20):
+    for _ in range(20 * SCALE):
         fake.add_stream(reply, tokens_per_second=400, error_after=(10, "overloaded_error", "busy"))
         expected["OverloadedError"] += 1
-    for _ in range(10):
+    for _ in range(10 * SCALE):
         fake.add_error(529, "overloaded_error", "busy")
         expected["OverloadedError (nothing kept)"] += 1
-    for _ in range(10):
+    for _ in range(10 * SCALE):
         fake.add_stream(reply, stall_after=middle, stall_for=10.0)
         expected["APITimeoutError"] += 1
     return expected
@@ -68,7 +71,7 @@ async def test_a_hundred_and_twenty_replies_at_once_each_end_their_own_way() -> 
             assert message.content == (arx.TextBlock(text=text),)
             return "complete"
 
-        async with asyncio.timeout(20):  # never a hang
+        async with asyncio.timeout(20 * SCALE):  # never a hang
             outcomes = Counter(
                 await asyncio.gather(*(one() for _ in range(sum(expected.values()))))
             )

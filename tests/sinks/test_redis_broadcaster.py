@@ -13,8 +13,8 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
@@ -22,10 +22,11 @@ from redis.exceptions import RedisError
 
 import anthropic_rx as arx
 from anthropic_rx import sinks, testing
-from anthropic_rx.sinks._hub import encode_event, encode_terminal
+from anthropic_rx._pacing import Demand, demand_scope
+from anthropic_rx.sinks._hub import Cursor, encode_event, encode_terminal
 from anthropic_rx.sinks._redis import RedisBackend
 from tests._services import RedisServer, redis_url, unique_prefix
-from tests.sinks.test_broadcast import Feed, collect, opened, reply_events, wire, words
+from tests.sinks.test_broadcast import Feed, collect, opened, reply_events, until, wire, words
 
 pytestmark = pytest.mark.services
 
@@ -262,6 +263,263 @@ async def test_a_waiting_subscriber_is_woken_by_the_write_not_by_its_poll() -> N
     assert max(delays) < 0.1, delays
 
 
+# --- live followers --------------------------------------------------------------------------
+
+
+class Received:
+    """A subscription's items as they arrive (``demand``: its consumer's pace, set by the test)."""
+
+    def __init__(self, subscription: sinks.BroadcastSubscription, demand: Demand | None = None):
+        self.items: list[sinks.Broadcast] = []
+        self.error: BaseException | None = None
+        self.done = asyncio.get_running_loop().create_future()
+        self._want = 0
+        self._enough = asyncio.Event()
+        if demand is None:
+            self.disposable = subscription.subscribe(self._next, self._error, self._completed)
+        else:
+            with demand_scope(demand):
+                self.disposable = subscription.subscribe(self._next, self._error, self._completed)
+
+    def _next(self, item: sinks.Broadcast) -> None:
+        self.items.append(item)
+        if len(self.items) >= self._want:
+            self._enough.set()
+
+    def _error(self, error: Exception) -> None:
+        self.error = error
+        self.done.set_result(None)
+
+    def _completed(self) -> None:
+        self.done.set_result(None)
+
+    async def count(self, wanted: int) -> None:
+        """Return once ``wanted`` items arrived (at most ``WAIT`` seconds)."""
+        self._want = wanted
+        self._enough.clear()
+        if len(self.items) < wanted:
+            await asyncio.wait_for(self._enough.wait(), WAIT)
+
+
+def backend_of(hub: sinks.RedisBroadcaster) -> RedisBackend:
+    return cast(RedisBackend, hub._backend)
+
+
+def live_readers(hub: sinks.RedisBroadcaster, channel: str) -> int:
+    live = backend_of(hub)._lives.get(channel)
+    return 0 if live is None else len(live.readers)
+
+
+class Reads:
+    """Counts the backend's log reads (``_read_once``: one script each) and their tasks."""
+
+    def __init__(self, backend: RedisBackend) -> None:
+        self.tasks: list[asyncio.Task[Any] | None] = []
+        read_once = backend._read_once
+
+        async def counted(*args: Any) -> Any:
+            self.tasks.append(asyncio.current_task())
+            return await read_once(*args)
+
+        backend._read_once = counted  # type: ignore[method-assign, assignment]
+
+
+async def test_live_subscribers_are_handed_each_entry_by_one_shared_read() -> None:
+    # stale_after=60: no tick ("look again") comes while the test runs.
+    hub = sinks.RedisBroadcaster(redis_url(), prefix=unique_prefix(), stale_after=60)
+    backend = backend_of(hub)
+    try:
+        feed = Feed(words(12))
+        job = asyncio.create_task(hub.publish("c", feed.observable()))
+        feed.send(2)
+        await opened(hub, "c")
+        received = [Received(hub.subscribe("c")) for _ in range(20)]
+        for one in received:
+            await one.count(2)
+        # (And the one opened() disposed, dropped at the next entry.)
+        await until(lambda: live_readers(hub, "c") >= 20)
+        serving = backend._lives["c"].task
+        reads = Reads(backend)
+        for step in range(10):
+            feed.send(1)
+            for one in received:
+                await one.count(3 + step)
+        live_phase = list(reads.tasks)
+        assert live_readers(hub, "c") == 20  # all still handed entries, none reading
+        feed.send()
+        feed.complete()
+        await asyncio.wait_for(job, WAIT)
+        for one in received:
+            await asyncio.wait_for(one.done, WAIT)
+        log, _ = await collect(hub.subscribe("c"))
+    finally:
+        await hub.aclose()
+    # One script per delta for the twenty of them, each sent by the shared read, not by a
+    # subscriber's task (without it: one per subscriber per delta, and one more coming back
+    # empty).
+    assert serving is not None and set(live_phase) == {serving}
+    assert 10 <= len(live_phase) <= 12
+    for one in received:
+        assert one.error is None and one.items == log
+    assert wire([item.event for item in log]) == wire(feed.events)
+    assert backend._keys("c") is backend._keys("c")  # made once per channel
+
+
+async def test_a_live_subscriber_that_falls_behind_reads_on_then_rejoins_without_gap_or_dup() -> (
+    None
+):
+    hub = sinks.RedisBroadcaster(redis_url(), prefix=unique_prefix(), stale_after=60)
+    try:
+        feed = Feed(words(40))
+        job = asyncio.create_task(hub.publish("c", feed.observable()))
+        feed.send(2)
+        await opened(hub, "c")
+        demand = Demand()
+        fast, slow = Received(hub.subscribe("c")), Received(hub.subscribe("c"), demand)
+        await fast.count(2)
+        await slow.count(2)
+        await until(lambda: live_readers(hub, "c") >= 2)
+        demand.pause()  # its consumer stops keeping up
+        feed.send(10)
+        await fast.count(12)
+        # The shared read handed it nothing more: it went back to reading by its cursor.
+        assert live_readers(hub, "c") == 1 and len(slow.items) == 2
+        demand.resume()
+        await slow.count(12)
+        await until(lambda: live_readers(hub, "c") == 2)  # caught up: handed entries again
+        feed.send(10)
+        await slow.count(22)
+        feed.send()
+        feed.complete()
+        await asyncio.wait_for(job, WAIT)
+        await asyncio.wait_for(asyncio.gather(fast.done, slow.done), WAIT)
+        log, _ = await collect(hub.subscribe("c"))
+    finally:
+        await hub.aclose()
+    assert fast.error is None and slow.error is None
+    assert fast.items == log and slow.items == log
+    assert wire([item.event for item in log]) == wire(feed.events) and log[-1].end == "done"
+
+
+class Pushed:
+    """A live reader that keeps what it is handed (``looks``: how often told to read)."""
+
+    def __init__(self) -> None:
+        self.entries: list[sinks.Broadcast] = []
+        self.looks = 0
+
+    def push(self, entries: Sequence[sinks.Broadcast] | None) -> bool:
+        if entries is None:
+            self.looks += 1
+            return False
+        self.entries.extend(entries)
+        return True
+
+
+async def test_a_reader_registers_only_where_the_shared_read_misses_nothing_after_it() -> None:
+    backend = RedisBackend(redis_url(), prefix=unique_prefix())
+    events = reply_events(words(4))
+    try:
+        lease = await backend.try_open("c", lease=5, stale_terminal=stale(), ttl=60)
+        await backend.append("c", lease, events[:2])
+        cursor = await backend.resolve("c", None)
+        assert cursor is not None
+        reply = cursor.reply
+        start = Cursor(reply, (await backend.read("c", cursor, count=10, block=1.0))[-1].id)
+        first, behind, at, ahead = Pushed(), Pushed(), Pushed(), Pushed()
+        assert backend.follow_live("c", start, first, block=WAIT)
+        await backend.append("c", lease, events[2:3])
+        await until(lambda: len(first.entries) == 1)
+        third = first.entries[0].id
+        # Handed out after ``start``: a reader there would miss it, so it reads on itself.
+        assert not backend.follow_live("c", start, behind, block=WAIT)
+        assert backend.follow_live("c", Cursor(reply, third), at, block=WAIT)
+        await backend.append("c", lease, events[3:4])
+        # Its own read went past the shared one (or as far): it gets what follows, once.
+        fourth = (await backend.read("c", Cursor(reply, third), count=10, block=0))[0].id
+        assert backend.follow_live("c", Cursor(reply, fourth), ahead, block=WAIT)
+        await backend.append("c", lease, events[4:5])
+        await until(lambda: len(first.entries) == 3)
+        await until(lambda: len(ahead.entries) == 1)
+        log = await backend.read("c", cursor, count=10, block=0)
+        ids = [entry.id for entry in log]
+        assert [entry.id for entry in first.entries] == ids[2:5]
+        assert [entry.id for entry in at.entries] == ids[3:5]
+        assert [entry.id for entry in ahead.entries] == ids[4:5]
+        await backend.finish("c", lease, sinks.Broadcast("", end="done"), ttl=60)
+        await until(lambda: first.looks == at.looks == ahead.looks == 1)  # the end: read it
+        assert first.entries[-1].end == "done" and behind.entries == [] and behind.looks == 0
+        assert "c" not in backend._lives
+    finally:
+        await backend.aclose()
+
+
+async def test_a_live_reader_is_told_to_look_again_after_block_seconds_without_entries() -> None:
+    backend = RedisBackend(redis_url(), prefix=unique_prefix())
+    try:
+        lease = await backend.try_open("c", lease=5, stale_terminal=stale(), ttl=60)
+        await backend.append("c", lease, reply_events(words(1))[:1])
+        cursor = await backend.resolve("c", None)
+        assert cursor is not None
+        entries = await backend.read("c", cursor, count=10, block=1.0)
+        reader = Pushed()
+        registered = time.monotonic()
+        assert backend.follow_live("c", Cursor(cursor.reply, entries[-1].id), reader, block=0.1)
+        await until(lambda: reader.looks == 1)  # so its follower checks for a stale publisher
+        assert time.monotonic() - registered >= 0.09 and reader.entries == []
+        assert "c" not in backend._lives
+    finally:
+        await backend.aclose()
+
+
+async def test_readers_asking_at_once_share_one_read_and_a_later_one_sees_every_write() -> None:
+    backend = RedisBackend(redis_url(), prefix=unique_prefix())
+    events = reply_events(words(3))
+    try:
+        lease = await backend.try_open("c", lease=5, stale_terminal=stale(), ttl=60)
+        await backend.append("c", lease, events[:2])
+        cursor = await backend.resolve("c", None)
+        assert cursor is not None
+        reads = Reads(backend)
+        together = await asyncio.gather(
+            *(backend.read("c", cursor, count=10, block=0) for _ in range(5))
+        )
+        assert len(reads.tasks) == 1 and all(entries == together[0] for entries in together)
+        sent = asyncio.create_task(backend.read("c", cursor, count=10, block=0))
+        await asyncio.sleep(0)  # the read is on its way
+        await backend.append("c", lease, events[2:3])
+        after = await backend.read("c", cursor, count=10, block=0)
+        assert len(await sent) in (2, 3) and len(after) == 3  # never the read sent before it
+    finally:
+        await backend.aclose()
+
+
+async def test_a_reader_at_the_end_it_read_waits_for_the_wake_up_without_reading_again() -> None:
+    backend = RedisBackend(redis_url(), prefix=unique_prefix())
+    events = reply_events(words(3))
+    try:
+        lease = await backend.try_open("c", lease=5, stale_terminal=stale(), ttl=60)
+        await backend.append("c", lease, events[:2])
+        cursor = await backend.resolve("c", None)
+        assert cursor is not None
+        first = await backend.read("c", cursor, count=100, block=1.0)
+        assert len(first) == 2
+        wake = backend._wakes[f"{backend.prefix}:{{c}}:wake"]
+        await until(lambda: wake.generation >= 1)  # subscribed: every write is announced now
+        at_end = Cursor(cursor.reply, first[-1].id)
+        assert await backend.read("c", at_end, count=100, block=0.05) == []
+        reads = Reads(backend)
+        waiting = asyncio.create_task(backend.read("c", at_end, count=100, block=WAIT))
+        await asyncio.sleep(0.05)  # it waits, having read nothing yet
+        assert reads.tasks == [] and not waiting.done()
+        await backend.append("c", lease, events[2:3])
+        entries = await asyncio.wait_for(waiting, WAIT)
+        assert wire([entry.event for entry in entries]) == wire(events[2:3])
+        assert len(reads.tasks) == 1  # woken once, read once
+    finally:
+        await backend.aclose()
+
+
 # --- faults ----------------------------------------------------------------------------------
 
 
@@ -319,6 +577,37 @@ async def test_redis_restarted_within_the_retry_window_resumes_without_gap_or_du
     assert error is None and message is not None
     assert items == log and wire([item.event for item in items]) == wire(feed.events)
     assert items[-1].end == "done"
+
+
+async def test_a_redis_restart_mid_reply_resumes_live_subscribers_without_gap_or_dup() -> None:
+    with RedisServer(persistent=True) as server:
+        hub = sinks.RedisBroadcaster(server.url, retry_window=3.0, stale_after=10)
+        try:
+            feed = Feed(words(60))
+            job = asyncio.create_task(hub.publish("c", feed.observable()))
+            feed.send(10)
+            await opened(hub, "c")
+            received = [Received(hub.subscribe("c")) for _ in range(5)]
+            for one in received:
+                await one.count(10)
+            await until(lambda: live_readers(hub, "c") >= 5)  # handed entries by one read
+            server.kill()
+            feed.send(20)
+            await asyncio.sleep(0.3)
+            server.start()
+            feed.send()
+            feed.complete()
+            async with asyncio.timeout(15):
+                message = await job
+                for one in received:
+                    await one.done
+            log, _ = await collect(hub.subscribe("c"))
+        finally:
+            await hub.aclose()
+    assert message is not None and log[-1].end == "done"
+    assert wire([item.event for item in log]) == wire(feed.events)
+    for one in received:
+        assert one.error is None and one.items == log
 
 
 async def test_redis_not_reachable_is_an_api_connection_error_for_both_sides() -> None:

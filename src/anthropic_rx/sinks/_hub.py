@@ -14,13 +14,15 @@ publish(channel, events)                          subscribe(channel, last_event_
   │   backend.append(batch)   (pipelined)            │   ─► observer.on_next, paced by the
   │   backend.heartbeat       every stale_after/3    │      subscriber's Demand
   │ backend.finish(terminal)                         │ idle: backend.abandon (publisher stale?)
-  │                                                  │ memory, at the live end and keeping up:
+  │                                                  │ at the live end and keeping up:
   │   append ─► follower.push(entries) ─────────────►│   observer.on_next in append's call
+  │             (Redis: one shared read per channel) │
 ```
 
-A follower at the live end of a memory channel whose consumer keeps up is handed each append
-in the publisher's call (``MemoryBackend.follow_live``): with a thousand subscribers, waking a
-task per subscriber per entry costs more than the entries. Anything else — the terminal entry,
+A follower at the live end of a channel whose consumer keeps up is handed each new entry
+without a task of its own waking (a backend's ``follow_live``): the memory backend in the
+publisher's append, Redis from one shared read per channel and process. With a thousand
+subscribers, waking a task per subscriber per entry costs more than the entries. Anything else — the terminal entry,
 a consumer that fell behind, the subscriber's own error, a tick every ``stale_after / 6`` —
 wakes the follower's task, which goes on by reading from its cursor, so the order, the slow
 policies and the errors are the same either way.

@@ -27,11 +27,20 @@ connection instead of a blocking ``XREAD`` each: all the subscribers of a proces
 a small pool (``max_connections``), whatever their number; the readers at one cursor after one
 wake-up share one script call. A wake-up that is missed (a pub/sub reconnect) costs latency,
 never an entry: a waiting read looks again at its ``block`` timeout.
+
+Followers at the live end of a channel whose consumers keep up do not read at all
+(``follow_live``): one read per channel and wake-up serves them, and hands its entries to each
+of them in its own call (with a hundred subscribers, a task waking and reading per subscriber
+per entry costs more than the entries). It goes on from the last entry it handed out, so a
+reconnect, a retried read or a burst loses and repeats nothing; a follower that falls behind,
+the reply's end, an error of that read or ``block`` seconds without an entry send each
+follower back to reading by its own cursor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import uuid
 from collections.abc import Sequence
@@ -56,7 +65,15 @@ from ._broadcast import (
     ResumeError,
     SlowPolicy,
 )
-from ._hub import Broadcaster, Cursor, Lease, decode_event, decode_terminal, encode_event
+from ._hub import (
+    Broadcaster,
+    Cursor,
+    Lease,
+    LiveReader,
+    decode_event,
+    decode_terminal,
+    encode_event,
+)
 from ._hub import encode_terminal as _encode_terminal
 
 if TYPE_CHECKING:
@@ -64,10 +81,16 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisBackend", "RedisBroadcaster"]
 
+_log = logging.getLogger("anthropic_rx.sinks")
+
 _ID = re.compile(r"(\d{1,20})-(\d{1,20})")
 _MAX_ID_PART = 2**64 - 1
 # An idle channel's wake-up subscription is kept this long for the next read (no churn).
 _LINGER = 2.0
+# Entries one shared live read takes at most (a burst beyond it is read on at once).
+_LIVE_BATCH = 1024
+# Channels whose key names are kept made (checked once, not at every read).
+_KEYS_KEPT = 4096
 
 _LUA_COMMON = """
 local function cmpnum(a, b)
@@ -240,13 +263,24 @@ class _Keys:
 class _Wake:
     """Readers of one channel waiting for its next write (woken by a pub/sub message)."""
 
-    __slots__ = ("generation", "linger", "refs", "waiters")
+    __slots__ = ("end", "end_generation", "generation", "linger", "refs", "waiters")
 
     def __init__(self) -> None:
         self.refs = 0
         self.generation = 0  # bumped by every message and every (re)subscription
         self.waiters: list[asyncio.Future[None]] = []
         self.linger: asyncio.TimerHandle | None = None
+        # The live end of the log as a read saw it, sent after wake-up ``end_generation``: a
+        # reader at that end with no wake-up since has nothing to read yet (it waits at once).
+        self.end: Cursor | None = None
+        self.end_generation = -1
+
+    def saw_end(self, end: Cursor, generation: int) -> None:
+        if generation >= self.end_generation:
+            self.end, self.end_generation = end, generation
+
+    def at_end(self, cursor: Cursor) -> bool:
+        return self.end_generation == self.generation and self.end == cursor
 
     def bump(self) -> None:
         self.generation += 1
@@ -265,6 +299,68 @@ class _Wake:
                 waiter.cancel()
                 if waiter in self.waiters:
                     self.waiters.remove(waiter)
+
+
+class _Live:
+    """The followers at the live end of one channel, and the one read that serves them all.
+
+    ``at`` is where that read goes on from: every entry up to it was handed to the readers
+    registered then. A reader registered ahead of it (its own read went further) holds the id
+    it already has in ``readers`` and is handed only what follows.
+    """
+
+    __slots__ = ("at", "block", "readers", "task")
+
+    def __init__(self, at: Cursor, block: float) -> None:
+        self.at = at
+        self.block = block
+        self.readers: dict[LiveReader, tuple[int, int] | None] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    def push(self, entries: Sequence[Broadcast]) -> None:
+        """Hand ``entries`` to every reader; drop those that leave (a reader's failure is
+        its own)."""
+        for reader, has in list(self.readers.items()):
+            batch = entries
+            if has is not None:
+                batch = [entry for entry in entries if _id_key(entry.id) > has]
+                if not batch:
+                    continue
+                if reader in self.readers:
+                    self.readers[reader] = None
+            try:
+                stays = reader.push(batch)
+            except Exception:  # pragma: no cover - push catches its subscriber's errors
+                _log.exception("a live broadcast reader failed")
+                stays = False
+            if not stays:
+                self.readers.pop(reader, None)
+
+    def release(self) -> None:
+        """Every reader looks again by reading (an error, the reply's end, a tick, closing)."""
+        readers = list(self.readers)
+        self.readers.clear()
+        for reader in readers:
+            try:
+                reader.push(None)
+            except Exception:  # pragma: no cover - push catches its subscriber's errors
+                _log.exception("a live broadcast reader failed")
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq)
+
+
+def _order(cursor: Cursor, at: Cursor) -> int:
+    """Where ``cursor`` is against ``at`` in one reply: -1 behind, 0 at, 1 ahead."""
+    if cursor.after == at.after:
+        return 0
+    if cursor.after is None:
+        return -1
+    if at.after is None:
+        return 1
+    return 1 if _id_key(cursor.after) > _id_key(at.after) else -1
 
 
 def _canonical_id(entry_id: str) -> str:
@@ -318,6 +414,19 @@ class RedisBackend:
         self._listener = PubSubListener(self._client, on_message=self._woken, on_ack=self._acked)
         self._wakes: dict[str, _Wake] = {}
         self._reads: dict[_ReadKey, asyncio.Task[tuple[list[Broadcast], bool]]] = {}
+        self._unsent: dict[_ReadKey, asyncio.Task[tuple[list[Broadcast], bool]]] = {}
+        self._lives: dict[str, _Live] = {}
+        self._made: dict[str, _Keys] = {}
+
+    def _keys(self, channel: str) -> _Keys:
+        """The keys of ``channel``, its name checked once (then kept, up to a bound)."""
+        keys = self._made.get(channel)
+        if keys is None:
+            keys = _Keys(self.prefix, channel)
+            if len(self._made) >= _KEYS_KEPT:
+                del self._made[next(iter(self._made))]  # the oldest made
+            self._made[channel] = keys
+        return keys
 
     def keys(self, channel: str) -> list[str]:
         """The Redis keys of ``channel`` (meta, log, lease).
@@ -325,7 +434,7 @@ class RedisBackend:
         Raises:
             ValueError: the channel name holds characters outside ``[A-Za-z0-9._:-]``.
         """
-        keys = _Keys(self.prefix, channel)
+        keys = self._keys(channel)
         return [keys.meta, keys.log, keys.lease]
 
     async def _run(self, script: AsyncScript, what: str, keys: list[str], args: list[Any]) -> Any:
@@ -341,7 +450,7 @@ class RedisBackend:
         self, channel: str, *, lease: float, stale_terminal: Broadcast, ttl: float
     ) -> Lease:
         """See :meth:`BroadcastBackend.try_open`."""
-        keys = _Keys(self.prefix, channel)
+        keys = self._keys(channel)
         token, reply = uuid.uuid4().hex, uuid.uuid4().hex
         lease_ms, ttl_ms = _ms(lease), _ms(ttl)
         result = await self._run(
@@ -369,7 +478,7 @@ class RedisBackend:
         """See :meth:`BroadcastBackend.append` (one script: one round trip per batch)."""
         if not events:
             return
-        keys = _Keys(self.prefix, channel)
+        keys = self._keys(channel)
         applied = await self._run(
             self._append,
             f"appending to channel {channel!r}",
@@ -382,7 +491,7 @@ class RedisBackend:
 
     async def finish(self, channel: str, lease: Lease, terminal: Broadcast, *, ttl: float) -> None:
         """See :meth:`BroadcastBackend.finish`."""
-        keys = _Keys(self.prefix, channel)
+        keys = self._keys(channel)
         done = await self._run(
             self._finish,
             f"ending the reply on channel {channel!r}",
@@ -394,7 +503,7 @@ class RedisBackend:
 
     async def heartbeat(self, channel: str, lease: Lease, *, duration: float) -> None:
         """See :meth:`BroadcastBackend.heartbeat`."""
-        keys = _Keys(self.prefix, channel)
+        keys = self._keys(channel)
         renewed = await self._run(
             self._heartbeat,
             f"renewing the lease of channel {channel!r}",
@@ -406,7 +515,7 @@ class RedisBackend:
 
     async def abandon(self, channel: str, reply: str, terminal: Broadcast, *, ttl: float) -> bool:
         """See :meth:`BroadcastBackend.abandon`."""
-        keys = _Keys(self.prefix, channel)
+        keys = self._keys(channel)
         ended = await self._run(
             self._abandon,
             f"ending the stale reply on channel {channel!r}",
@@ -417,7 +526,7 @@ class RedisBackend:
 
     async def resolve(self, channel: str, last_event_id: str | None) -> Cursor | None:
         """See :meth:`BroadcastBackend.resolve`."""
-        keys = _Keys(self.prefix, channel)
+        keys = self._keys(channel)
         wanted = "" if last_event_id is None else _canonical_id(last_event_id)
         result = await self._run(
             self._resolve, f"resuming channel {channel!r}", [keys.meta, keys.log], [wanted]
@@ -442,29 +551,37 @@ class RedisBackend:
         Raises:
             ResumeError: also when the entries after the cursor were trimmed (``max_entries``).
         """
-        keys = _Keys(self.prefix, channel)
+        keys = self._keys(channel)
         if block <= 0:
-            return (await self._read_once(channel, keys, cursor, count))[0]
+            return (await self._read_now(channel, keys, cursor, count))[0]
         wake = self._acquire(keys.wake)
         try:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + block
+            timed_out = False
             while True:
                 generation = wake.generation
-                entries, live = await self._read_shared(channel, keys, cursor, count, generation)
-                if entries or not live:
-                    return entries
-                if wake.generation != generation:
-                    continue  # written (or subscribed) while this read ran: look again
+                # At the end a read saw, with no write announced since: waiting is all there
+                # is to do (the read right after a short one would come back empty). After
+                # the timeout it reads anyway: a lost wake-up costs latency, never an entry.
+                if timed_out or not wake.at_end(cursor):
+                    entries, live = await self._read_shared(
+                        channel, keys, cursor, count, generation, wake
+                    )
+                    if entries or not live or timed_out:
+                        return entries
+                    if wake.generation != generation:
+                        continue  # written (or subscribed) while this read ran: look again
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    return entries
+                    timed_out = True
+                    continue
                 await wake.sleep(remaining)
         finally:
             self._release(keys.wake, wake)
 
     async def _read_shared(
-        self, channel: str, keys: _Keys, cursor: Cursor, count: int, generation: int
+        self, channel: str, keys: _Keys, cursor: Cursor, count: int, generation: int, wake: _Wake
     ) -> tuple[list[Broadcast], bool]:
         """One script for all the readers at one cursor after one wake-up (followers at the
         live end all ask the same thing at once: 1,000 of them cost one round trip).
@@ -479,15 +596,131 @@ class RedisBackend:
                 self._read_once(channel, keys, cursor, count)
             )
             self._reads[key] = task
-            task.add_done_callback(partial(self._read_done, key))
+            task.add_done_callback(partial(self._read_done, key, cursor, count, wake))
         # Shielded: a reader that is cancelled does not cancel the others' read.
         return await asyncio.shield(task)
 
-    def _read_done(self, key: _ReadKey, task: asyncio.Task[tuple[list[Broadcast], bool]]) -> None:
+    def _read_done(
+        self,
+        key: _ReadKey,
+        cursor: Cursor,
+        count: int,
+        wake: _Wake,
+        task: asyncio.Task[tuple[list[Broadcast], bool]],
+    ) -> None:
         if self._reads.get(key) is task:
             del self._reads[key]
+        if task.cancelled():
+            return
+        if task.exception() is None:  # retrieved: the readers that are left re-raise it
+            entries, live = task.result()
+            if live and len(entries) < count:
+                wake.saw_end(_after(cursor, entries), key[4])
+
+    async def _read_now(
+        self, channel: str, keys: _Keys, cursor: Cursor, count: int
+    ) -> tuple[list[Broadcast], bool]:
+        """One script for the readers at one cursor asking before it is sent (the live
+        followers told to look again all at once cost one round trip, not one each).
+
+        A read is shared only until it is sent, so it sees every write made before each of
+        its readers asked.
+        """
+        key = (channel, cursor.reply, cursor.after or "", count, -1)
+        task = self._unsent.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(
+                self._send_read(key, channel, keys, cursor, count)
+            )
+            self._unsent[key] = task
+            task.add_done_callback(partial(self._unsent_done, key))
+        # Shielded: a reader that is cancelled does not cancel the others' read.
+        return await asyncio.shield(task)
+
+    async def _send_read(
+        self, key: _ReadKey, channel: str, keys: _Keys, cursor: Cursor, count: int
+    ) -> tuple[list[Broadcast], bool]:
+        del self._unsent[key]  # sent from here on: a reader asking now reads anew
+        return await self._read_once(channel, keys, cursor, count)
+
+    def _unsent_done(self, key: _ReadKey, task: asyncio.Task[tuple[list[Broadcast], bool]]) -> None:
+        if self._unsent.get(key) is task:  # cancelled before it was sent
+            del self._unsent[key]
         if not task.cancelled():
             task.exception()  # retrieved: the readers that are left re-raise it
+
+    # --- live followers ----------------------------------------------------------------------
+
+    def follow_live(
+        self, channel: str, cursor: Cursor, reader: LiveReader, *, block: float
+    ) -> bool:
+        """Hand ``reader`` the entries after ``cursor`` as one shared read of the channel
+        gets them, instead of the reader's own read per wake-up; whether it was registered.
+
+        Registered only when no entry after ``cursor`` can be missed: no shared read yet (one
+        starts from ``cursor``), or ``cursor`` at or ahead of where the shared read goes on
+        from (ahead: the reader is handed only what follows its cursor). Behind it, the reader
+        reads on itself (``False``). The reader is told to look again (``push(None)``) at the
+        reply's end, on any error of the shared read (the reader's own read meets it), when
+        the shared read got nothing for ``block`` seconds (so a stale publisher is noticed)
+        and when the backend closes. A lost pub/sub connection resubscribes and the shared
+        read looks again from ``at``: nothing is skipped or handed twice.
+        """
+        live = self._lives.get(channel)
+        if live is None or live.task is None or live.task.done():
+            live = self._lives[channel] = _Live(cursor, block)
+        has: tuple[int, int] | None = None
+        if live.task is not None:  # a shared read runs: it goes on from ``at``, not from here
+            if cursor.reply != live.at.reply:
+                return False
+            order = _order(cursor, live.at)
+            if order < 0:
+                return False
+            if order > 0 and cursor.after is not None:
+                has = _id_key(cursor.after)
+            live.block = min(live.block, block)
+        live.readers[reader] = has
+        if live.task is None:
+            keys = self._keys(channel)
+            live.task = asyncio.get_running_loop().create_task(
+                self._serve_live(channel, keys, live)
+            )
+        return True
+
+    async def _serve_live(self, channel: str, keys: _Keys, live: _Live) -> None:
+        """The shared read of a channel's live followers: one script per wake-up, its entries
+        handed to every reader in this call; ends when no reader is left."""
+        wake = self._acquire(keys.wake)
+        loop = asyncio.get_running_loop()
+        try:
+            quiet_since = loop.time()
+            while live.readers:
+                generation = wake.generation
+                if not wake.at_end(live.at):
+                    at = live.at
+                    entries, more = await self._read_once(channel, keys, at, _LIVE_BATCH)
+                    if entries:
+                        live.at = _after(at, entries)
+                        quiet_since = loop.time()
+                        live.push(entries)  # a terminal entry sends each reader to read it
+                    if not more:
+                        break  # the reply ended: each reader reads its end itself
+                    if len(entries) < _LIVE_BATCH:
+                        wake.saw_end(live.at, generation)
+                    if entries or wake.generation != generation:
+                        continue
+                remaining = quiet_since + live.block - loop.time()
+                if remaining <= 0:
+                    break  # a tick: each reader reads (nothing) and checks for a stale publisher
+                await wake.sleep(remaining)
+        except Exception as exc:
+            # Each reader reads again and meets the error itself (or not: a retried command).
+            _log.debug("the live read of channel %r failed: %r", channel, exc)
+        finally:
+            if self._lives.get(channel) is live:
+                del self._lives[channel]
+            live.release()
+            self._release(keys.wake, wake)
 
     async def _read_once(
         self, channel: str, keys: _Keys, cursor: Cursor, count: int
@@ -558,14 +791,23 @@ class RedisBackend:
                 wake.linger.cancel()
             wake.bump()
         self._wakes.clear()
-        for task in list(self._reads.values()):
+        for task in [*self._reads.values(), *self._unsent.values()]:
             task.cancel()
+        serving = [live.task for live in self._lives.values() if live.task is not None]
+        for serve in serving:
+            serve.cancel()  # each tells its readers to look again (they meet the closed pool)
+        await asyncio.gather(*serving, return_exceptions=True)
         await self._listener.aclose()
         try:
             await self._client.aclose()
             await self._client.connection_pool.disconnect()
         except redis_errors():
             pass
+
+
+def _after(cursor: Cursor, entries: Sequence[Broadcast]) -> Cursor:
+    """The cursor after ``entries`` were read from ``cursor``."""
+    return Cursor(cursor.reply, entries[-1].id) if entries else cursor
 
 
 def _ms(seconds: float) -> int:

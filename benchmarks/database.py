@@ -215,9 +215,12 @@ class WriteCounter:
     ) -> None:
         head = statement.lstrip()[:6].upper()
         if head in ("INSERT", "UPDATE"):
-            self.times.append(time.monotonic())
-            if isinstance(parameters, tuple | list) and parameters:
-                self.ids.append(str(parameters[0]))
+            # Rows, not statements: the writer sends a checkpoint batch as one executemany.
+            now = time.monotonic()
+            for row in parameters if executemany else [parameters]:
+                self.times.append(now)
+                if isinstance(row, tuple | list) and row:
+                    self.ids.append(str(row[0]))
 
     def reset(self) -> None:
         self.times.clear()

@@ -26,6 +26,7 @@ import anthropic_rx as arx
 from anthropic_rx import operators as ops
 from anthropic_rx import testing
 from anthropic_rx.sinks._database import (
+    _BATCH,
     DatabaseWriteError,
     DatabaseWriter,
     StoredMessage,
@@ -653,3 +654,170 @@ async def test_a_failing_database_keeps_the_streams_own_error(fake: testing.Fake
     finally:
         await writer.aclose()
         await settle_failed_sqlite_connects()
+
+
+# --- many replies through one writer: batches, one compiled statement ------------------------
+
+
+class Statements:
+    """Every statement writing ``table`` on ``engine``: its compiled form and its rows."""
+
+    def __init__(self, engine: AsyncEngine, table: str) -> None:
+        self.compiled: list[Any] = []
+        self.rows: list[int] = []
+        self._table = table
+        self._engine = engine
+        event.listen(engine.sync_engine, "before_cursor_execute", self._seen)
+
+    def _seen(
+        self,
+        _conn: Any,
+        _cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        executemany: bool,
+    ) -> None:
+        if statement.lstrip().upper().startswith("INSERT") and self._table in statement:
+            self.compiled.append(context.compiled)
+            self.rows.append(len(parameters) if executemany else 1)
+
+    def __enter__(self) -> Statements:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        event.remove(self._engine.sync_engine, "before_cursor_execute", self._seen)
+
+
+def reply_of(n: int) -> reactivex.Observable[arx.MessageStreamEvent]:
+    return arx.from_sse_bytes(testing.text_reply(f"reply {n} ", "says ", f"{n * 7}").to_sse())
+
+
+async def test_replies_ending_together_are_batched_each_into_its_own_row(
+    database: Database,
+) -> None:
+    writer = database.writer()
+    await writer.create_all()
+    count = 120  # more than one batch holds
+    with Statements(writer.engine, writer.table.name) as statements:
+        async with asyncio.timeout(WAIT):
+            messages = await asyncio.gather(
+                *(
+                    writer.save(reply_of(n), message_id=f"m{n}", conversation_id=f"c{n}")
+                    for n in range(count)
+                )
+            )
+    assert all(message is not None for message in messages)
+    # Every reply ended in the same turn: far fewer statements than rows, each row in one, and
+    # no statement above the bound of a batch.
+    assert 0 < len(statements.compiled) < count
+    assert sum(statements.rows) == count and max(statements.rows) <= _BATCH
+    for n in range(count):
+        row = await writer.get(f"m{n}")
+        assert row is not None and row.status == "finished"
+        assert (row.text, row.conversation_id) == (f"reply {n} says {n * 7}", f"c{n}")
+        assert row.content == [{"type": "text", "text": f"reply {n} says {n * 7}"}]
+
+
+async def test_the_upsert_is_compiled_once_for_every_write(
+    database: Database, fake: testing.FakeAnthropic
+) -> None:
+    writer = database.writer(checkpoint_every=0.02)
+    await writer.create_all()
+    for _ in range(3):
+        fake.add_stream(words(20), tokens_per_second=200)
+    with Statements(writer.engine, writer.table.name) as statements:
+        async with asyncio.timeout(WAIT):
+            await writer.save(stream(fake), message_id="m0")
+            await asyncio.gather(*(writer.save(stream(fake), message_id=f"m{n}") for n in (1, 2)))
+    assert len(statements.compiled) >= 6  # checkpoints and finals, single rows and batches
+    # One compiled form for a single row and one for an executemany of several: none per write.
+    assert len({id(compiled) for compiled in statements.compiled}) <= 2
+
+
+@pytest.mark.services
+async def test_a_row_the_database_refuses_fails_alone_not_its_batch(
+    postgres_db: Database,
+) -> None:
+    writer = postgres_db.writer(retry_backoff=0.01)
+    await writer.create_all()
+    too_long = "c" * 300  # the column holds 255: refused, not retryable
+    async with asyncio.timeout(WAIT):
+        results = await asyncio.gather(
+            *(
+                writer.save(
+                    reply_of(n), message_id=f"m{n}", conversation_id=too_long if n == 3 else None
+                )
+                for n in range(8)
+            ),
+            return_exceptions=True,
+        )
+    refused = results[3]
+    assert isinstance(refused, DatabaseWriteError) and refused.message_id == "m3"
+    for n in range(8):
+        row = await writer.get(f"m{n}")
+        if n == 3:
+            assert row is None
+        else:
+            assert (
+                row is not None and row.status == "finished" and row.text.startswith(f"reply {n} ")
+            )
+
+
+async def test_a_database_gone_fails_every_row_of_a_batch_each_with_its_id(
+    unreachable: str,
+) -> None:
+    writer = DatabaseWriter(unreachable, retry_backoff=0.01)
+    try:
+        async with asyncio.timeout(WAIT):
+            results = await asyncio.gather(
+                *(writer.save(reply_of(n), message_id=f"m{n}") for n in range(6)),
+                return_exceptions=True,
+            )
+        assert all(isinstance(result, DatabaseWriteError) for result in results)
+        assert [cast_error(result).message_id for result in results] == [f"m{n}" for n in range(6)]
+        assert all(cast_error(result).partial_message is not None for result in results)
+    finally:
+        await writer.aclose()
+        await settle_failed_sqlite_connects()
+
+
+def cast_error(result: object) -> DatabaseWriteError:
+    assert isinstance(result, DatabaseWriteError)
+    return result
+
+
+@pytest.mark.services
+async def test_sessions_killed_under_many_replies_lose_no_row(
+    postgres_db: Database, fake: testing.FakeAnthropic, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = unique_application_name()
+    engine = postgres_db.engine(
+        pool_pre_ping=False, connect_args={"server_settings": {"application_name": name}}
+    )
+    try:
+        writer = postgres_db.writer(engine=engine, checkpoint_every=0.02)
+        await writer.create_all()
+        count = 20
+        for _ in range(count):
+            fake.add_stream(words(60), tokens_per_second=150)
+        jobs = [
+            asyncio.create_task(writer.save(stream(fake), message_id=f"m{n}")) for n in range(count)
+        ]
+
+        async def all_streaming() -> bool:
+            rows = [await writer.get(f"m{n}") for n in range(count)]
+            return all(row is not None and row.text for row in rows)
+
+        caplog.set_level(logging.INFO, logger="anthropic_rx.sinks")
+        await until(all_streaming)
+        assert await terminate(name) >= 1
+        async with asyncio.timeout(WAIT):
+            messages = await asyncio.gather(*jobs)
+        assert all(message is not None for message in messages)
+        for n in range(count):
+            row = await writer.get(f"m{n}")
+            assert row is not None and row.status == "finished" and row.text.endswith("w59 ")
+        assert any("retrying" in r.getMessage() for r in caplog.records)
+    finally:
+        await engine.dispose()

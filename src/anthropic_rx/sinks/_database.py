@@ -9,6 +9,10 @@ save(events, message_id=...)
   │                               (one write in flight at most; what comes meanwhile waits
   │                               for the next one: never a queue of writes)
   │ upsert the final status       finished · cancelled · failed · incomplete
+  ▼
+the writer's flusher (one task per writer): the rows every save handed it meanwhile, up to
+_BATCH in one executemany of an upsert built and compiled once; PostgreSQL: one connection
+kept while rows are queued, in autocommit; a lost connection retries the whole batch
 ```
 
 The stream is never slowed by the database: events are taken synchronously into the builder
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import weakref
@@ -63,7 +68,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from .._events import (
     ContentBlockStopEvent,
@@ -76,7 +81,7 @@ from .._events import (
 )
 from .._exceptions import AnthropicRxError, IncompleteStreamError
 from .._snapshot import MessageBuilder
-from ..operators._accumulate import cancelled_snapshot
+from ..operators._accumulate import _CHARS_PER_TOKEN, _generated_chars, cancelled_snapshot
 from ._errors import public_error
 from ._feed import feed_or_error
 
@@ -110,6 +115,10 @@ _COLUMNS: Final = (
 # SQLite takes one writer at a time: the writes of every DatabaseWriter over one engine wait
 # for each other here instead of failing with "database is locked". Keyed weakly by the engine,
 # so a disposed and forgotten engine takes its lock with it.
+# Rows of different replies written in one statement at most: a batch holds the event loop
+# while SQLAlchemy binds its parameters, so it stays short; more rows wait for the next one.
+_BATCH: Final = 50
+
 _SQLITE_LOCKS: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
@@ -219,7 +228,9 @@ class DatabaseWriter:
     Args:
         engine_or_url: a SQLAlchemy async URL (``"sqlite+aiosqlite:///chat.db"``,
             ``"postgresql+asyncpg://user@host/db"``) or an ``AsyncEngine``. An engine made from
-            a URL has ``pool_pre_ping`` on, SQLite in WAL mode with a 5 s busy timeout, and is
+            a URL has ``pool_pre_ping`` on (paid once per run of batches: the writes keep
+            their connection while rows are queued, and a write on a connection that died
+            is retried on another), SQLite in WAL mode with a 5 s busy timeout, and is
             disposed by :meth:`aclose`; a given engine is the caller's to dispose.
         table: the table's name (default ``"arx_messages"``) or a SQLAlchemy ``Table`` of the
             caller's with at least the writer's columns (see :func:`message_table`).
@@ -277,6 +288,13 @@ class DatabaseWriter:
         self.retries = retries
         self.retry_backoff = retry_backoff
         self._dialect = self.engine.dialect.name
+        self._upsert_statement = _upsert_statement(self._dialect, self.table)
+        # The rows waiting for the flusher, by message id, oldest first.
+        self._pending: dict[str, _Queued] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._flusher_loop: asyncio.AbstractEventLoop | None = None
+        # PostgreSQL: the flusher's connection while it has rows to write.
+        self._held: AsyncConnection | None = None
 
     def __repr__(self) -> str:
         # The URL's password never shows: render_as_string hides it by default.
@@ -355,7 +373,12 @@ class DatabaseWriter:
         return int(result.rowcount)
 
     async def aclose(self) -> None:
-        """Dispose the engine when the writer made it from a URL (a given one is left open)."""
+        """Wait for the rows still queued, then dispose the engine when the writer made it from a
+        URL (a given one is left open)."""
+        flusher = self._flusher
+        if flusher is not None and not flusher.done() and self._flusher_loop is _running_loop():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(flusher)
         if self._owns_engine:
             await self.engine.dispose()
 
@@ -498,34 +521,141 @@ class DatabaseWriter:
         error: BaseException | None = None,
         attempts: int | None = None,
     ) -> None:
+        """Hand the row to the writer's flusher and wait until it is stored.
+
+        Raises what the last attempt raised (``SQLAlchemyError``, ``OSError``) when it could
+        not be. Cancelled: the row stays queued and is written all the same (it is a whole
+        snapshot, so a later row of the same reply, queued after it, still wins).
+        """
         row = _row(message_id, conversation_id, created, saving, message, status, error)
         tries = (self.retries + 1) if attempts is None else attempts
-        backoff = self.retry_backoff
-        for attempt in range(tries):
-            try:
-                async with self._write_lock(), self.engine.begin() as conn:
-                    await self._upsert(conn, row)
-                return
-            except (exc.SQLAlchemyError, OSError) as failure:
-                if attempt + 1 >= tries or not _retryable(failure):
-                    raise
-                _log.info(
-                    "writing message %r failed (%s); retrying", message_id, type(failure).__name__
-                )
-                await asyncio.sleep(backoff)
-                backoff *= 2
+        loop = asyncio.get_running_loop()
+        if self._flusher_loop is not loop:  # a writer reused on a new event loop
+            self._pending.clear()
+            self._flusher = None
+            self._held = None  # its loop's connection: unusable here
+            self._flusher_loop = loop
+        done: asyncio.Future[None] = loop.create_future()
+        queued = self._pending.get(message_id)
+        if queued is None:
+            self._pending[message_id] = _Queued(row, [done], tries)
+        else:  # an older snapshot of the same reply not yet taken: this one replaces it
+            queued.row = row
+            queued.waiters.append(done)
+            queued.tries = max(queued.tries, tries)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush(), name=f"{self!r} flusher")
+        await done
 
-    async def _upsert(self, conn: Any, row: dict[str, Any]) -> None:
+    async def _flush(self) -> None:
+        """Write what is queued, ``_BATCH`` rows per statement, until nothing is.
+
+        One task per writer: the rows of every reply that checkpointed meanwhile go together
+        in one ``executemany`` of the upsert compiled once, so the event loop is held once per
+        batch instead of once per row. On PostgreSQL the batches share one connection in
+        autocommit (no ``BEGIN``/``COMMIT`` round trips, the pool's pre-ping once per run of
+        batches), given back as soon as the queue is empty.
+        """
+        batch: list[_Queued] = []
+        try:
+            while True:
+                if not self._pending:
+                    await asyncio.sleep(0)  # rows queued in the same turn join this run
+                    if not self._pending:
+                        break
+                batch = []
+                for message_id in list(itertools.islice(self._pending, _BATCH)):
+                    batch.append(self._pending.pop(message_id))
+                await self._store(batch)
+                batch = []
+        except BaseException as failure:
+            # Not a database error (those end in _store): nothing queued may wait forever, and
+            # each save reports it as its row not written.
+            stopped = _FlusherStopped()
+            stopped.__cause__ = failure
+            for queued in [*batch, *self._pending.values()]:
+                queued.fail(stopped)
+            self._pending.clear()
+            raise
+        finally:
+            # Rows queued while the connection is given back start a new flusher.
+            if self._flusher is asyncio.current_task():
+                self._flusher = None
+            await self._release(invalidate=False)
+
+    async def _release(self, *, invalidate: bool) -> None:
+        """Give the held connection back (``invalidate``: it may be dead, the pool drops it)."""
+        conn, self._held = self._held, None
+        if conn is None:
+            return
+        if invalidate:
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+        with contextlib.suppress(Exception):
+            await conn.close()
+
+    async def _store(self, batch: list[_Queued]) -> None:
+        """Write ``batch``, retrying a lost connection; every row ends stored or failed."""
+        backoff = self.retry_backoff
+        while batch:
+            try:
+                await self._execute([queued.row for queued in batch])
+            except (exc.SQLAlchemyError, OSError) as failure:
+                # Possibly dead: the next attempt takes another connection.
+                await self._release(invalidate=True)
+                if not _retryable(failure):
+                    if len(batch) == 1:
+                        batch[0].fail(failure)
+                        return
+                    # One row the database refuses must not fail its batch: each alone.
+                    for queued in batch:
+                        await self._store([queued])
+                    return
+                again = []
+                for queued in batch:
+                    queued.tries -= 1
+                    if queued.tries > 0:
+                        again.append(queued)
+                    else:
+                        queued.fail(failure)
+                if again:
+                    _log.info(
+                        "writing %d row(s) (message %r first) failed (%s); retrying",
+                        len(again),
+                        again[0].row["id"],
+                        type(failure).__name__,
+                    )
+                    await asyncio.sleep(backoff)
+                    backoff *= 2
+                batch = again
+                continue
+            for queued in batch:
+                queued.succeed()
+            return
+
+    async def _execute(self, rows: list[dict[str, Any]]) -> None:
+        """Upsert ``rows`` (each a different message) at once."""
+        parameters: Any = rows[0] if len(rows) == 1 else rows
+        if self._dialect == "postgresql":
+            conn = self._held
+            if conn is None:
+                conn = self._held = await self.engine.connect()
+                # One statement per batch: atomic by itself, no transaction to open or end.
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(self._upsert_statement, parameters)
+            await conn.commit()  # ends SQLAlchemy's own bookkeeping; nothing is sent
+            return
+        async with self._write_lock(), self.engine.begin() as own:
+            if self._upsert_statement is not None:
+                await own.execute(self._upsert_statement, parameters)
+            else:
+                for row in rows:
+                    await self._update_or_insert(own, row)
+
+    async def _update_or_insert(self, conn: AsyncConnection, row: dict[str, Any]) -> None:
+        # Databases without ON CONFLICT: update, else insert (a racing insert updates).
         table = self.table
         changes = {name: value for name, value in row.items() if name not in ("id", "created_at")}
-        if self._dialect in ("sqlite", "postgresql"):
-            dialect_insert = sqlite.insert if self._dialect == "sqlite" else postgresql.insert
-            statement = dialect_insert(table).values(row)
-            await conn.execute(
-                statement.on_conflict_do_update(index_elements=[table.c.id], set_=changes)
-            )
-            return
-        # Other databases: update, else insert (a racing insert of the same id updates).
         updated = await conn.execute(update(table).where(table.c.id == row["id"]).values(changes))
         if updated.rowcount == 0:
             try:
@@ -555,6 +685,57 @@ def _retryable(failure: BaseException) -> bool:
     return isinstance(failure, exc.TimeoutError)  # no pooled connection came in time
 
 
+class _FlusherStopped(exc.SQLAlchemyError):
+    """The writer's flusher stopped (cancelled as its event loop closed, or an unexpected
+    error, its ``__cause__``) before the row was written: a database error as far as
+    ``save`` goes (a ``DatabaseWriteError``)."""
+
+    def __init__(self) -> None:
+        super().__init__("the writer stopped before the row was written")
+
+
+class _Queued:
+    """A row waiting for the flusher, and who waits for it."""
+
+    __slots__ = ("row", "tries", "waiters")
+
+    def __init__(self, row: dict[str, Any], waiters: list[asyncio.Future[None]], tries: int):
+        self.row = row
+        self.waiters = waiters
+        self.tries = tries
+
+    def succeed(self) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def fail(self, error: BaseException) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_exception(error)
+
+
+def _upsert_statement(dialect: str, table: Table) -> Any:
+    """The writer's upsert, built once: the row comes as bound parameters, so the compiled
+    form is SQLAlchemy's cached one for every write (``None``: no ``ON CONFLICT`` here)."""
+    if dialect not in ("sqlite", "postgresql"):
+        return None
+    dialect_insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    statement = dialect_insert(table)
+    changed = [name for name in _COLUMNS if name not in ("id", "created_at")]
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.id],
+        set_={name: statement.excluded[name] for name in changed},
+    )
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -570,18 +751,24 @@ def _row(
 ) -> dict[str, Any]:
     """The row's columns for ``message`` (the snapshot so far, or the final one)."""
     estimated = not saving.usage_reported
-    if message is not None and estimated:
-        message = cancelled_snapshot(message, estimate=True)
     error_type = error_message = None
     if error is not None:
         error_type, error_message = public_error(error)
     content: list[dict[str, Any]] = []
     text = ""
-    usage = None
+    input_tokens = output_tokens = None
     if message is not None:
-        content = message.model_dump(mode="json", exclude_none=True)["content"]
+        # The blocks alone: dumping the whole message would serialise it all to keep one key.
+        content = [block.model_dump(mode="json", exclude_none=True) for block in message.content]
         text = "".join(block.text for block in message.content if isinstance(block, TextBlock))
         usage = message.usage
+        if estimated:
+            # cancelled_snapshot's estimate, without copying the message at every checkpoint
+            reported = usage.output_tokens if usage is not None else 0
+            input_tokens = usage.input_tokens if usage is not None else 0
+            output_tokens = max(reported, math.ceil(_generated_chars(message) / _CHARS_PER_TOKEN))
+        elif usage is not None:
+            input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
     return {
         "id": message_id,
         "conversation_id": conversation_id,
@@ -593,8 +780,8 @@ def _row(
         "stop_reason": message.stop_reason if message is not None else None,
         "error_type": error_type,
         "error_message": error_message,
-        "input_tokens": usage.input_tokens if usage is not None else None,
-        "output_tokens": usage.output_tokens if usage is not None else None,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
         "usage_estimated": estimated,
         "request_id": saving.request_id(error),
         "created_at": created,

@@ -15,7 +15,7 @@ from reactivex import operators as rx_ops
 
 import anthropic_rx as arx
 from anthropic_rx import testing
-from anthropic_rx._client import _retry_delay
+from anthropic_rx._retry import _retry_delay
 from tests.conftest import fixture_bytes
 
 SECRET = "sk-ant-test-SECRET-never-shown"

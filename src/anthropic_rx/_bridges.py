@@ -31,13 +31,14 @@ from reactivex import abc
 from reactivex.disposable import Disposable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
+from ._builder_sharing import sharing_builder
 from ._error_event import error_of_event
 from ._events import ErrorEvent, Message, MessageStartEvent, MessageStreamEvent
 from ._exceptions import IncompleteStreamError
 from ._meta import ResponseMeta
 from ._pacing import Demand, current_demand, demand_scope
 from ._snapshot import MessageBuilder
-from ._source import EventStream, event_loop_of, sharing_builder
+from ._source import EventStream, event_loop_of
 
 __all__ = [
     "AsyncObservableIterator",

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import re
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,17 +29,17 @@ import pydantic_core
 from reactivex import abc
 from reactivex.disposable import Disposable
 
-from ._events import MessageStreamEvent, json_with_lone_surrogates_replaced
+from ._classify import _check_response, _meta_of
+from ._events import MessageStreamEvent
 from ._exceptions import (
     AnthropicRxError,
     APIConnectionError,
     APITimeoutError,
-    ProtocolError,
-    api_error_from_body,
 )
 from ._fields import CONTROL, is_token, value_problem
-from ._meta import ResponseMeta
 from ._pacing import Demand, current_demand
+from ._redact import _echoable, _redacted, _shown_name
+from ._retry import _retry_delay, _should_retry
 from ._source import Body, EventReader, EventStream, drive_async, event_loop_of, stop_reading
 from ._sse import DEFAULT_MAX_LINE_BYTES
 from ._transport import StreamingTransport, aiter_decoded
@@ -50,15 +49,6 @@ __all__ = ["DEFAULT_BASE_URL", "Client"]
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
-_RETRYABLE_STATUS = frozenset({408, 409, 429})
-_INITIAL_RETRY_DELAY = 0.5
-_MAX_RETRY_DELAY = 8.0
-# Like the official SDKs: a longer retry-after is not waited for inside one call.
-_MAX_HONOURED_RETRY_AFTER = 60.0
-_ERROR_BODY_LIMIT = 64 * 1024
-_EXCERPT = 500
-_REDACTED = "[redacted]"
-_MIN_REDACTED_KEY = 8  # real keys are about a hundred characters
 _STREAMS_PER_POOL = 32
 _MAX_POOLS = 64
 _SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f\s]")
@@ -509,17 +499,6 @@ class _Request:
         return f"_Request(url={self.url!r})"
 
 
-def _redacted(text: str, secret: str | None) -> str:
-    secret = _echoable(secret)
-    return text.replace(secret, _REDACTED) if secret else text
-
-
-def _shown_name(name: str, secret: str | None) -> str:
-    """A header name fit for an error message: quoted, short, the API key blanked."""
-    shown = repr(_redacted(name, secret))
-    return shown if len(shown) <= 60 else shown[:57] + "..."
-
-
 def _check_value(value: object, label: str) -> None:
     """Refuse a header value the client builds from ``value``; the message quotes only
     ``label``."""
@@ -645,100 +624,6 @@ def _wait_limit(request: _Request) -> float | None:
     """
     total, idle = request.total, request.idle
     return total if idle is None or (total is not None and total <= idle) else idle
-
-
-def _echoable(secret: str | None) -> str | None:
-    """The key to blank in what a proxy echoes back; ``None`` for one too short to tell from
-    ordinary text (a test's ``"k"`` is in every ``keep-alive``)."""
-    return secret if secret is not None and len(secret) >= _MIN_REDACTED_KEY else None
-
-
-def _meta_of(response: httpx.Response, secret: str | None) -> ResponseMeta:
-    """The response's meta, with the API key blanked where a proxy echoed it back."""
-    headers: Mapping[str, str] = response.headers
-    secret = _echoable(secret)
-    if secret and any(secret in value for value in headers.values()):
-        headers = {k: v.replace(secret, _REDACTED) for k, v in headers.items()}
-    return ResponseMeta.from_headers(response.status_code, headers)
-
-
-async def _check_response(
-    response: httpx.Response, *, secret: str | None = None, limit: float | None = None
-) -> AnthropicRxError | None:
-    """``None`` for an event stream to read; else the error it is (its body read and closed).
-
-    The error body is read for at most ``limit`` seconds (what arrived by then describes the
-    error); the API key, where the body or a header echoes it, is blanked.
-    """
-    meta = _meta_of(response, secret)
-    content_type = response.headers.get("content-type", "")
-    media_type = content_type.split(";")[0].strip().lower()  # case-insensitive (RFC 9110)
-    if response.status_code < 300 and media_type == "text/event-stream":
-        return None
-    raw = await _read_limited(response, limit)
-    await response.aclose()
-    secret = _echoable(secret)
-    if secret:
-        raw = raw.replace(secret.encode(), _REDACTED.encode())
-    text = raw.decode("utf-8", errors="replace")
-    body: object
-    try:
-        body = pydantic_core.from_json(raw) if raw else None
-    except ValueError:
-        # Valid JSON that is not Unicode (an escaped lone surrogate) still names its error.
-        parsed = json_with_lone_surrogates_replaced(raw)
-        body = parsed if parsed is not None else _excerpt(text)
-    if response.status_code >= 300:
-        fallback = f"HTTP {response.status_code}" + (f": {_excerpt(text)}" if text.strip() else "")
-        return api_error_from_body(
-            body, status_code=response.status_code, fallback_message=fallback, meta=meta
-        )
-    error = api_error_from_body(body, status_code=response.status_code, fallback_message="")
-    if error.error_type is not None:  # an API error object, sent with a success status
-        error.meta = meta
-        return error
-    return ProtocolError(
-        f"expected a text/event-stream response, got HTTP {response.status_code} "
-        f"{content_type or 'with no content type'}: {_excerpt(text) or '(empty body)'}",
-        meta=meta,
-    )
-
-
-async def _read_limited(response: httpx.Response, limit: float | None) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    # What arrived before a failure, a stall or the size limit is enough to describe the error.
-    with contextlib.suppress(httpx.HTTPError, TimeoutError):
-        async with asyncio.timeout(limit):
-            async for chunk in aiter_decoded(response):
-                chunks.append(chunk)
-                size += len(chunk)
-                if size >= _ERROR_BODY_LIMIT:
-                    break
-    return b"".join(chunks)[:_ERROR_BODY_LIMIT]
-
-
-def _should_retry(response: httpx.Response) -> bool:
-    should = response.headers.get("x-should-retry")
-    if should == "true":
-        return True
-    if should == "false":
-        return False
-    status = response.status_code
-    return status in _RETRYABLE_STATUS or status >= 500
-
-
-def _retry_delay(attempt: int, retry_after: float | None) -> float:
-    if retry_after is not None and 0 <= retry_after <= _MAX_HONOURED_RETRY_AFTER:
-        return retry_after
-    delay = min(_INITIAL_RETRY_DELAY * 2**attempt, _MAX_RETRY_DELAY)
-    jitter = 1 - 0.25 * random.random()  # spreads a crowd of clients retrying at once
-    return float(delay * jitter)
-
-
-def _excerpt(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "..."
 
 
 def _jsonable(value: Any) -> Any:

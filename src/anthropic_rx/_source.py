@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -47,6 +46,7 @@ from reactivex.disposable import CompositeDisposable, Disposable
 from reactivex.scheduler import CurrentThreadScheduler
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
+from ._builder_sharing import BUILDER_SLOT, sharing_builder
 from ._events import (
     EVENT_VALIDATORS,
     ContentBlockDeltaEvent,
@@ -98,29 +98,6 @@ class EventStream(reactivex.Observable[MessageStreamEvent]):
     """
 
 
-# A consumer subscribed straight to an EventStream may read the reader's own MessageBuilder
-# instead of feeding a second one with the same events.
-_BUILDER_SLOT: ContextVar[tuple[list[MessageBuilder], bool] | None] = ContextVar(
-    "anthropic_rx_builder_slot", default=None
-)
-
-
-@contextlib.contextmanager
-def sharing_builder(
-    slot: list[MessageBuilder], *, deltas: bool = True
-) -> Iterator[list[MessageBuilder]]:
-    """While subscribing an :class:`EventStream`, receive its reader's builder in ``slot``.
-
-    ``deltas=False``: the subscriber reads the builder alone, so the reader does not hand it the
-    ``content_block_delta`` events (nearly all of them); every other event still reaches it.
-    """
-    token = _BUILDER_SLOT.set((slot, deltas))
-    try:
-        yield slot
-    finally:
-        _BUILDER_SLOT.reset(token)
-
-
 REDACTED = "[redacted]"
 
 
@@ -162,7 +139,7 @@ class EventReader:
         self._decoder = SSEDecoder(max_line_bytes=max_line_bytes)
         self._builder = MessageBuilder()
         self._emit_deltas = True
-        sharing = _BUILDER_SLOT.get()
+        sharing = BUILDER_SLOT.get()
         if sharing is not None:
             sharing[0].append(self._builder)
             self._emit_deltas = sharing[1]

@@ -22,10 +22,10 @@ publish(channel, events)                          subscribe(channel, last_event_
 A follower at the live end of a channel whose consumer keeps up is handed each new entry
 without a task of its own waking (a backend's ``follow_live``): the memory backend in the
 publisher's append, Redis from one shared read per channel and process. With a thousand
-subscribers, waking a task per subscriber per entry costs more than the entries. Anything else — the terminal entry,
-a consumer that fell behind, the subscriber's own error, a tick every ``stale_after / 6`` —
-wakes the follower's task, which goes on by reading from its cursor, so the order, the slow
-policies and the errors are the same either way.
+subscribers, waking a task per subscriber per entry costs more than the entries. Anything
+else — the terminal entry, a consumer that fell behind, the subscriber's own error, a tick
+every ``stale_after / 6`` — wakes the follower's task, which goes on by reading from its
+cursor, so the order, the slow policies and the errors are the same either way.
 
 The heartbeat is written by the ``publish`` coroutine itself, never by a side task: a publisher
 whose coroutine stops running (task cancelled, process killed, never resumed) stops renewing

@@ -318,14 +318,21 @@ class DatabaseWriter:
     async def get(self, message_id: str) -> StoredMessage | None:
         """The row of ``message_id``, or ``None`` when there is none.
 
+        A read on a connection the database closed meanwhile is tried once more on a new one.
+
         Raises:
             sqlalchemy.exc.SQLAlchemyError: the database refused.
         """
         columns = [self.table.c[name] for name in _COLUMNS]
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(select(*columns).where(self.table.c.id == message_id))
-            ).first()
+        query = select(*columns).where(self.table.c.id == message_id)
+        try:
+            async with self.engine.connect() as conn:
+                row = (await conn.execute(query)).first()
+        except exc.DBAPIError as failure:
+            if not _retryable(failure):
+                raise
+            async with self.engine.connect() as conn:
+                row = (await conn.execute(query)).first()
         if row is None:
             return None
         values = dict(zip(_COLUMNS, row, strict=True))

@@ -47,6 +47,9 @@ CEILINGS: dict[tuple[str, str], float] = {
     ("final", "floor"): 3.3,
     ("text", "floor"): 4.6,
     ("text", "sdk-text"): 0.13,
+    # Met (0.09-0.11 in full runs), but a ratio of two timings on a shared box: a quick run
+    # measured 0.116 [0.104-0.124] while the floor ran 1.5x slower than in RESULTS.md.
+    ("final", "sdk"): 0.13,
 }
 CONCURRENCY_CEILING: float | None = None  # met: the guard is the goal
 

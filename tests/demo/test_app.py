@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from anthropic_rx.demo import DemoSettings, create_app
 
 from .._services import redis_url, unique_prefix
 from ..sinks._server import Frame, data_frames, parse_sse, serve
+from ._client import DemoClient
 
 WAIT = 5.0
 
@@ -30,41 +31,11 @@ def words(count: int) -> list[str]:
 
 
 @dataclass
-class Demo:
+class Demo(DemoClient):
     """The demo served on loopback, and a browser-like client holding its cookie."""
 
-    url: str
-    http: httpx.AsyncClient
-    fake: testing.FakeAnthropic
-
-    async def conversation(self) -> str:
-        response = await self.http.post("/api/conversations")
-        assert response.status_code == 201
-        cid: str = response.json()["id"]
-        return cid
-
-    async def ask(self, cid: str, content: str) -> str:
-        response = await self.http.post(
-            f"/api/conversations/{cid}/messages", json={"content": content}
-        )
-        assert response.status_code == 202, response.text
-        message_id: str = response.json()["message_id"]
-        return message_id
-
-    async def messages(self, cid: str) -> list[dict[str, Any]]:
-        response = await self.http.get(f"/api/conversations/{cid}/messages")
-        assert response.status_code == 200
-        rows: list[dict[str, Any]] = response.json()
-        return rows
-
-    async def settled(self, cid: str) -> list[dict[str, Any]]:
-        """The messages once the last one no longer streams."""
-        async with asyncio.timeout(WAIT):
-            while True:
-                rows = await self.messages(cid)
-                if rows and rows[-1]["status"] != "streaming":
-                    return rows
-                await asyncio.sleep(0.02)
+    url: str = ""
+    fake: testing.FakeAnthropic = field(default_factory=testing.FakeAnthropic)
 
 
 def settings(tmp_path: Path, fake: testing.FakeAnthropic, **options: Any) -> DemoSettings:
@@ -83,7 +54,7 @@ async def running(
     app = create_app(settings(tmp_path, fake, **options))
     async with serve(app, lifespan="on") as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
-            yield Demo(server.url, http, fake)
+            yield Demo(http, WAIT, server.url, fake)
 
 
 async def read_stream(

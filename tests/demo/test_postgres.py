@@ -14,8 +14,6 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +25,7 @@ from anthropic_rx.demo import DemoSettings, create_app
 
 from ..sinks._postgres import POSTGRES_HOST, POSTGRES_PORT, postgres_url
 from ..sinks._server import Frame, data_frames, parse_sse, serve
+from ._client import DemoClient
 
 pytestmark = pytest.mark.services
 
@@ -51,60 +50,14 @@ async def fresh_database() -> AsyncIterator[str]:
         await admin.dispose()
 
 
-@dataclass
-class Demo:
-    """The demo served on loopback, and a browser-like client holding its cookie."""
-
-    http: httpx.AsyncClient
-
-    async def conversation(self) -> str:
-        response = await self.http.post("/api/conversations")
-        assert response.status_code == 201
-        cid: str = response.json()["id"]
-        return cid
-
-    async def ask(self, cid: str, content: str) -> str:
-        response = await self.http.post(
-            f"/api/conversations/{cid}/messages", json={"content": content}
-        )
-        assert response.status_code == 202, response.text
-        message_id: str = response.json()["message_id"]
-        return message_id
-
-    async def messages(self, cid: str) -> list[dict[str, Any]]:
-        response = await self.http.get(f"/api/conversations/{cid}/messages")
-        assert response.status_code == 200
-        rows: list[dict[str, Any]] = response.json()
-        return rows
-
-    async def settled(self, cid: str) -> list[dict[str, Any]]:
-        """The messages once the last one no longer streams (at most ``WAIT`` seconds)."""
-        async with asyncio.timeout(WAIT):
-            while True:
-                rows = await self.messages(cid)
-                if rows and rows[-1]["status"] != "streaming":
-                    return rows
-                await asyncio.sleep(0.02)
-
-    async def read_stream(self, cid: str) -> tuple[int, list[Frame]]:
-        """GET the stream and read it to its end: its status and frames."""
-        body = b""
-        async with asyncio.timeout(WAIT):
-            async with self.http.stream("GET", f"/api/conversations/{cid}/stream") as response:
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                status = response.status_code
-        return status, parse_sse(body, complete=False)
-
-
 @contextlib.asynccontextmanager
 async def running(
     database_url: str, fake: testing.FakeAnthropic, cookies: httpx.Cookies | None = None
-) -> AsyncIterator[Demo]:
+) -> AsyncIterator[DemoClient]:
     settings = DemoSettings(database_url=database_url, fake=fake, tokens_per_second=500)
     async with serve(create_app(settings), lifespan="on") as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=WAIT, cookies=cookies) as http:
-            yield Demo(http)
+            yield DemoClient(http, wait=WAIT)
 
 
 def text_of(frames: list[Frame]) -> str:

@@ -35,6 +35,7 @@ from anthropic_rx.demo._queue import NO_WORKER
 
 from .._services import redis_url, unique_prefix
 from ..sinks._server import Frame, parse_sse, serve
+from ._client import DemoClient
 from .test_app import terminal, text_of
 from .test_main import free_port, wait_healthy
 from .test_postgres import fresh_database
@@ -62,42 +63,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC")}
     env.update(extra)
     return env
-
-
-@dataclasses.dataclass
-class Demo:
-    """A browser-like client of one served demo app, holding its cookie."""
-
-    http: httpx.AsyncClient
-
-    async def conversation(self) -> str:
-        response = await self.http.post("/api/conversations")
-        assert response.status_code == 201
-        cid: str = response.json()["id"]
-        return cid
-
-    async def ask(self, cid: str, content: str) -> str:
-        response = await self.http.post(
-            f"/api/conversations/{cid}/messages", json={"content": content}
-        )
-        assert response.status_code == 202, response.text
-        message_id: str = response.json()["message_id"]
-        return message_id
-
-    async def messages(self, cid: str) -> list[dict[str, Any]]:
-        response = await self.http.get(f"/api/conversations/{cid}/messages")
-        assert response.status_code == 200
-        rows: list[dict[str, Any]] = response.json()
-        return rows
-
-    async def settled(self, cid: str) -> list[dict[str, Any]]:
-        """The messages once the last one no longer streams."""
-        async with asyncio.timeout(WAIT):
-            while True:
-                rows = await self.messages(cid)
-                if rows and rows[-1]["status"] != "streaming":
-                    return rows
-                await asyncio.sleep(0.02)
 
 
 @dataclasses.dataclass
@@ -209,12 +174,12 @@ async def read_stream(
 
 
 @contextlib.asynccontextmanager
-async def web(settings: DemoSettings) -> AsyncIterator[Demo]:
+async def web(settings: DemoSettings) -> AsyncIterator[DemoClient]:
     """The demo app served in this process on loopback, and a browser-like client of it."""
     app = create_app(settings)
     async with serve(app, lifespan="on") as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
-            yield Demo(http)
+            yield DemoClient(http, wait=WAIT)
 
 
 async def test_a_question_streams_through_the_worker(pool: Pool) -> None:

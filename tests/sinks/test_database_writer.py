@@ -799,8 +799,12 @@ async def test_sessions_killed_under_many_replies_lose_no_row(
         writer = postgres_db.writer(engine=engine, checkpoint_every=0.02)
         await writer.create_all()
         count = 20
+        reply = words(60)
+        # Each reply pauses halfway, and the sessions are killed during the pause: whatever
+        # the load, every reply still has rows to write after the kill.
+        middle = reply.to_sse().index(b"w30 ")
         for _ in range(count):
-            fake.add_stream(words(60), tokens_per_second=150)
+            fake.add_stream(reply, tokens_per_second=300, stall_after=middle, stall_for=3.0)
         jobs = [
             asyncio.create_task(writer.save(stream(fake), message_id=f"m{n}")) for n in range(count)
         ]

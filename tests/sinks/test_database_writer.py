@@ -7,6 +7,7 @@ table of the test's own, dropped afterwards).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import sqlite3
 import time
@@ -25,8 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 import anthropic_rx as arx
 from anthropic_rx import operators as ops
 from anthropic_rx import testing
+from anthropic_rx.sinks import _database
 from anthropic_rx.sinks._database import (
     _BATCH,
+    _GATHER,
     DatabaseWriteError,
     DatabaseWriter,
     StoredMessage,
@@ -665,6 +668,7 @@ class Statements:
     def __init__(self, engine: AsyncEngine, table: str) -> None:
         self.compiled: list[Any] = []
         self.rows: list[int] = []
+        self.on_statement: Callable[[], object] = lambda: None
         self._table = table
         self._engine = engine
         event.listen(engine.sync_engine, "before_cursor_execute", self._seen)
@@ -681,6 +685,7 @@ class Statements:
         if statement.lstrip().upper().startswith("INSERT") and self._table in statement:
             self.compiled.append(context.compiled)
             self.rows.append(len(parameters) if executemany else 1)
+            self.on_statement()
 
     def __enter__(self) -> Statements:
         return self
@@ -717,6 +722,55 @@ async def test_replies_ending_together_are_batched_each_into_its_own_row(
         assert row is not None and row.status == "finished"
         assert (row.text, row.conversation_id) == (f"reply {n} says {n * 7}", f"c{n}")
         assert row.content == [{"type": "text", "text": f"reply {n} says {n * 7}"}]
+
+
+async def test_checkpoints_of_many_paced_replies_share_statements(
+    database: Database, fake: testing.FakeAnthropic
+) -> None:
+    writer = database.writer(checkpoint_every=0.01)
+    await writer.create_all()
+    count = 20
+    for _ in range(count):
+        fake.add_stream(words(40), tokens_per_second=200)
+    with Statements(writer.engine, writer.table.name) as statements:
+        began = time.monotonic()
+        async with asyncio.timeout(WAIT):
+            await asyncio.gather(
+                *(writer.save(stream(fake), message_id=f"m{n}") for n in range(count))
+            )
+        took = time.monotonic() - began
+    # Each reply checkpoints about every 10 ms for its 0.2 s: alone, a statement each. Gathered,
+    # statements go _GATHER apart unless a batch is full, so they are bounded by the time taken.
+    rows = sum(statements.rows)
+    assert rows >= count * 3
+    assert len(statements.rows) <= took / _GATHER + rows / _BATCH + 2
+    assert len(statements.rows) < rows / 2
+    for n in range(count):
+        row = await writer.get(f"m{n}")
+        assert row is not None and row.status == "finished" and row.text.endswith("w39 ")
+
+
+async def test_a_writer_s_first_statement_goes_at_once_and_the_next_gather_apart(
+    database: Database, fake: testing.FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gather = 0.4  # long enough to tell apart from a loaded machine's own delays
+    monkeypatch.setattr(_database, "_GATHER", gather)
+    writer = database.writer()
+    await writer.create_all()
+    fake.add_stream(words(3), tokens_per_second=30)
+    seen: list[float] = []
+    with Statements(writer.engine, writer.table.name) as statements:
+        statements.on_statement = lambda: seen.append(time.monotonic())
+        began = time.monotonic()
+        async with asyncio.timeout(WAIT):
+            await writer.save(stream(fake), message_id="m0")
+    # message_start's row at once; the block's stop and the end come within the gather: the
+    # later snapshot replaces the queued one, written in the next statement.
+    assert statements.rows == [1, 1]
+    assert seen[0] - began < gather / 2
+    assert all(later - earlier >= gather * 0.9 for earlier, later in itertools.pairwise(seen))
+    row = await writer.get("m0")
+    assert row is not None and row.status == "finished"
 
 
 async def test_the_upsert_is_compiled_once_for_every_write(

@@ -112,13 +112,18 @@ _COLUMNS: Final = (
     "updated_at",
 )
 
-# SQLite takes one writer at a time: the writes of every DatabaseWriter over one engine wait
-# for each other here instead of failing with "database is locked". Keyed weakly by the engine,
-# so a disposed and forgotten engine takes its lock with it.
 # Rows of different replies written in one statement at most: a batch holds the event loop
 # while SQLAlchemy binds its parameters, so it stays short; more rows wait for the next one.
 _BATCH: Final = 50
+# Seconds between two statements of a writer that is not sending full batches: the rows of the
+# replies that checkpoint meanwhile go together. Each statement costs the event loop a fixed
+# share (the send, the driver's round trip) whatever its rows; a row written alone after a
+# quiet spell goes at once.
+_GATHER: Final = 0.01
 
+# SQLite takes one writer at a time: the writes of every DatabaseWriter over one engine wait
+# for each other here instead of failing with "database is locked". Keyed weakly by the engine,
+# so a disposed and forgotten engine takes its lock with it.
 _SQLITE_LOCKS: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
@@ -293,6 +298,7 @@ class DatabaseWriter:
         self._pending: dict[str, _Queued] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._flusher_loop: asyncio.AbstractEventLoop | None = None
+        self._last_statement = -math.inf  # the flusher loop's time of its last statement
         # PostgreSQL: the flusher's connection while it has rows to write.
         self._held: AsyncConnection | None = None
 
@@ -542,6 +548,7 @@ class DatabaseWriter:
             self._flusher = None
             self._held = None  # its loop's connection: unusable here
             self._flusher_loop = loop
+            self._last_statement = -math.inf
         done: asyncio.Future[None] = loop.create_future()
         queued = self._pending.get(message_id)
         if queued is None:
@@ -561,15 +568,23 @@ class DatabaseWriter:
         in one ``executemany`` of the upsert compiled once, so the event loop is held once per
         batch instead of once per row. On PostgreSQL the batches share one connection in
         autocommit (no ``BEGIN``/``COMMIT`` round trips, the pool's pre-ping once per run of
-        batches), given back as soon as the queue is empty.
+        batches), given back as soon as the queue is empty. Statements that are not full
+        batches go ``_GATHER`` seconds apart at most once a run has started, so the rows of
+        many replies share them; the first row of a quiet writer goes at once.
         """
         batch: list[_Queued] = []
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 if not self._pending:
                     await asyncio.sleep(0)  # rows queued in the same turn join this run
                     if not self._pending:
                         break
+                if len(self._pending) < _BATCH:
+                    gather = self._last_statement + _GATHER - loop.time()
+                    if gather > 0:
+                        await asyncio.sleep(gather)
+                self._last_statement = loop.time()
                 batch = []
                 for message_id in list(itertools.islice(self._pending, _BATCH)):
                     batch.append(self._pending.pop(message_id))

@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from anthropic_rx._client import _MAX_POOLS, _STREAMS_PER_POOL, _Pools
+from anthropic_rx._pools import _MAX_POOLS, _STREAMS_PER_POOL, _Pools
 from anthropic_rx._watchdog import Watchdog
 
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import anthropic_rx as arx
 from anthropic_rx import testing
-from anthropic_rx._client import _proxied
+from anthropic_rx._pools import _proxied
 from anthropic_rx._transport import (
     _HIGH_WATER,
     StreamingTransport,

@@ -10,18 +10,18 @@ Each subscription sends one request (nothing is sent before subscribe) and reads
 through the same path as :func:`anthropic_rx.from_sse_bytes`. Retries happen only before the
 response is accepted, never after an event was emitted. Dispose, at any moment, closes the
 response and returns its connection to the pool.
+
+The options are checked by :mod:`anthropic_rx._config` and :mod:`anthropic_rx._headers`, the
+connections held by :mod:`anthropic_rx._pools`; what is retried is :mod:`anthropic_rx._retry`'s
+to decide, what a response is :mod:`anthropic_rx._classify`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import re
-import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
 
 import httpx
 import pydantic
@@ -30,45 +30,31 @@ from reactivex import abc
 from reactivex.disposable import Disposable
 
 from ._classify import _check_response, _meta_of
+from ._config import (
+    DEFAULT_ANTHROPIC_VERSION,
+    DEFAULT_BASE_URL,
+    configured_api_key,
+    configured_base_url,
+)
+from ._drivers import Body, drive_async, stop_reading
+from ._event_loop import event_loop_of
 from ._events import MessageStreamEvent
 from ._exceptions import (
     AnthropicRxError,
     APIConnectionError,
     APITimeoutError,
 )
-from ._fields import CONTROL, is_token, value_problem
+from ._headers import _check_value, _checked_betas, _checked_headers, request_headers
 from ._pacing import Demand, current_demand
-from ._redact import _echoable, _redacted, _shown_name
+from ._pools import open_pools
+from ._reader import EventReader
+from ._redact import _echoable
 from ._retry import _retry_delay, _should_retry
-from ._source import Body, EventReader, EventStream, drive_async, event_loop_of, stop_reading
+from ._source import EventStream
 from ._sse import DEFAULT_MAX_LINE_BYTES
-from ._transport import StreamingTransport, aiter_decoded
-from ._version import __version__
+from ._transport import aiter_decoded
 
 __all__ = ["DEFAULT_BASE_URL", "Client"]
-
-DEFAULT_BASE_URL = "https://api.anthropic.com"
-DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
-_STREAMS_PER_POOL = 32
-_MAX_POOLS = 64
-_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f\s]")
-_USERINFO = re.compile(r"//[^/?#]*@")
-# The framing and routing of the connection, which the transport alone decides: a caller's
-# value could make the server read the body, or what follows it, as another request.
-_TRANSPORT_HEADERS = frozenset(
-    {
-        "connection",
-        "content-length",
-        "host",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-_SCHEMES = ("http", "https")
 
 
 class _Unset:
@@ -162,18 +148,9 @@ class Client:
                 raise ValueError(f"{name} must be positive or None")
         if http_client is not None and transport is not None:
             raise ValueError("pass http_client or transport, not both")
-        key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
-        if key is not None:
-            _check_api_key(key, "api_key" if api_key is not None else "ANTHROPIC_API_KEY")
+        key = configured_api_key(api_key)
         secret = key or None
-        if base_url is not None:
-            self._base_url = _checked_base_url(base_url, "base_url", secret)
-        elif os.environ.get("ANTHROPIC_BASE_URL"):
-            self._base_url = _checked_base_url(
-                os.environ["ANTHROPIC_BASE_URL"], "ANTHROPIC_BASE_URL", secret
-            )
-        else:
-            self._base_url = DEFAULT_BASE_URL
+        self._base_url = configured_base_url(base_url, secret)
         self._default_headers = _checked_headers(default_headers, "default_headers", secret)
         self._betas = _checked_betas(betas, "betas", secret)
         _check_value(anthropic_version, "anthropic_version")
@@ -189,32 +166,12 @@ class Client:
         self._anthropic_version = anthropic_version
         self._max_line_bytes = max_line_bytes
         self._owns_http = http_client is None
-        if http_client is not None:
-            self._pools = _Pools(http_client)
-        else:
-            # No read timeout in httpx: the wait for the response is bounded in ``_send`` and
-            # the body by the stream's watchdog, both by the per-call idle and total values.
-            timeouts = httpx.Timeout(connect=connect_timeout, read=None, write=30.0, pool=None)
-            if transport is not None:  # one transport: one pool, whatever the load
-                self._pools = _Pools(httpx.AsyncClient(transport=transport, timeout=timeouts))
-            elif not _proxied(self._base_url):
-                self._pools = _Pools(
-                    httpx.AsyncClient(
-                        transport=StreamingTransport(ssl_context=httpx.create_ssl_context()),
-                        timeout=timeouts,
-                    )
-                )
-            else:
-                ssl_context = httpx.create_ssl_context()  # built once: it costs ~20 ms
-
-                def new_pool() -> httpx.AsyncClient:
-                    return httpx.AsyncClient(
-                        verify=ssl_context,
-                        timeout=timeouts,
-                        limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-                    )
-
-                self._pools = _Pools(new_pool(), grow=new_pool)
+        self._pools = open_pools(
+            self._base_url,
+            http_client=http_client,
+            transport=transport,
+            connect_timeout=connect_timeout,
+        )
 
     @property
     def base_url(self) -> str:
@@ -291,7 +248,14 @@ class Client:
             content = pydantic_core.to_json(_jsonable(body))
         except pydantic_core.PydanticSerializationError as exc:
             raise TypeError(f"a parameter cannot be sent as JSON: {exc}") from exc
-        headers = self._headers(betas, extra_headers)
+        headers = request_headers(
+            api_key=self._api_key,
+            anthropic_version=self._anthropic_version,
+            default_headers=self._default_headers,
+            default_betas=self._betas,
+            betas=betas,
+            extra_headers=extra_headers,
+        )
         total = self.timeout if isinstance(timeout, _Unset) else timeout
         idle = self.idle_timeout if isinstance(idle_timeout, _Unset) else idle_timeout
         retries = self.max_retries if max_retries is None else max_retries
@@ -316,28 +280,6 @@ class Client:
             return Disposable(lambda: stop_reading(reader, task))
 
         return EventStream(subscribe)
-
-    def _headers(
-        self, betas: Sequence[str] | None, extra_headers: Mapping[str, str] | None
-    ) -> dict[str, str]:
-        """The request's headers, every one of the caller's checked (see :meth:`stream`)."""
-        secret = self._api_key
-        extra = _checked_headers(extra_headers, "extra_headers", secret)
-        per_call = _checked_betas(betas or (), "betas", secret)
-        headers = {
-            "accept": "text/event-stream",
-            "content-type": "application/json",
-            "anthropic-version": self._anthropic_version,
-            "user-agent": f"anthropic-rx/{__version__}",
-            **self._default_headers,
-        }
-        if self._api_key:
-            headers["x-api-key"] = self._api_key
-        merged = list(dict.fromkeys([*self._betas, *per_call]))
-        if merged:
-            headers["anthropic-beta"] = ",".join(merged)
-        headers.update(extra)
-        return headers
 
     async def _run(self, request: _Request, reader: EventReader, demand: Demand | None) -> None:
         http = self._pools.acquire()
@@ -435,46 +377,6 @@ class Client:
             raise APIConnectionError(f"could not reach the API: {exc!r}") from exc
 
 
-class _Pools:
-    """The connection pools of one client: one, split into more as streams pile up.
-
-    httpcore's pool does work in proportion to its connections for every request it places,
-    so a thousand streams in one pool cost time quadratic in their number. A new stream goes
-    to the least busy pool; a new pool opens only when every pool has ``_STREAMS_PER_POOL``
-    open streams. One stream at a time always uses the first pool, and so its connection.
-    """
-
-    __slots__ = ("_active", "_grow", "_pools")
-
-    def __init__(
-        self, first: httpx.AsyncClient, *, grow: Callable[[], httpx.AsyncClient] | None = None
-    ) -> None:
-        self._pools = [first]
-        self._active = [0]
-        self._grow = grow
-
-    def acquire(self) -> httpx.AsyncClient:
-        active = self._active
-        index = min(range(len(active)), key=active.__getitem__)
-        if (
-            active[index] >= _STREAMS_PER_POOL
-            and self._grow is not None
-            and len(active) < _MAX_POOLS
-        ):
-            self._pools.append(self._grow())
-            active.append(0)
-            index = len(active) - 1
-        active[index] += 1
-        return self._pools[index]
-
-    def release(self, pool: httpx.AsyncClient) -> None:
-        self._active[self._pools.index(pool)] -= 1
-
-    async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
-
-
 class _Request:
     __slots__ = ("content", "headers", "idle", "retries", "total", "url")
 
@@ -499,123 +401,6 @@ class _Request:
         return f"_Request(url={self.url!r})"
 
 
-def _check_value(value: object, label: str) -> None:
-    """Refuse a header value the client builds from ``value``; the message quotes only
-    ``label``."""
-    if not isinstance(value, str):
-        raise TypeError(f"{label} must be a str, not {type(value).__name__}")
-    problem = value_problem(value)
-    if problem is not None:
-        raise ValueError(f"{label} {problem}")
-
-
-def _check_api_key(key: object, label: str) -> None:
-    """Refuse a key that cannot be sent as a header; the message never quotes the key."""
-    if not isinstance(key, str):
-        raise TypeError(f"{label} must be a str, not {type(key).__name__}")
-    problem = value_problem(key)
-    if problem is None:
-        return
-    if not key.isascii() and not CONTROL.search(key):
-        problem = "is not ASCII (an API key is; was something else pasted with it?)"
-    elif "line break" in problem:
-        problem += "; a key read from a file often ends with a newline"
-    raise ValueError(f"{label} {problem}")
-
-
-def _checked_headers(
-    headers: Mapping[str, str] | None, argument: str, secret: str | None
-) -> dict[str, str]:
-    """``headers`` with lower-case names, once each name and value is fit for the wire.
-
-    Raises:
-        ValueError: a name is not an RFC 9110 token or is one the transport sets, or a value
-            holds a line break, NUL or control character, or is not ASCII. The value is never
-            quoted (it may be a key); the name is, with the API key blanked.
-        TypeError: ``headers`` is not a mapping, or a name or value is not a ``str``.
-    """
-    if headers is None:
-        return {}
-    if not isinstance(headers, Mapping):
-        raise TypeError(f"{argument} must be a mapping of str to str")
-    checked: dict[str, str] = {}
-    for name, value in headers.items():
-        if not isinstance(name, str):
-            raise TypeError(f"{argument}: header names must be str, not {type(name).__name__}")
-        if not is_token(name):
-            raise ValueError(
-                f"{argument}: {_shown_name(name, secret)} is not a valid header name "
-                "(RFC 9110 token: ASCII letters, digits and !#$%&'*+-.^_`|~ only)"
-            )
-        lowered = name.lower()
-        if lowered in _TRANSPORT_HEADERS:
-            raise ValueError(
-                f"{argument}: the {lowered!r} header is set by the HTTP transport and cannot be "
-                "overridden"
-            )
-        if not isinstance(value, str):
-            raise TypeError(
-                f"{argument}: the value of header {_shown_name(name, secret)} must be str, "
-                f"not {type(value).__name__}"
-            )
-        problem = value_problem(value)
-        if problem is not None:
-            raise ValueError(
-                f"{argument}: the value of header {_shown_name(name, secret)} {problem}"
-            )
-        checked[lowered] = value
-    return checked
-
-
-def _checked_betas(betas: object, argument: str, secret: str | None) -> tuple[str, ...]:
-    """``betas`` as a tuple, once each entry is fit for the ``anthropic-beta`` header."""
-    if isinstance(betas, str | bytes):
-        raise TypeError(f"{argument} takes a list of beta names, not one string: {argument}=[...]")
-    if not isinstance(betas, Iterable):
-        raise TypeError(f"{argument} takes a list of beta names, not {type(betas).__name__}")
-    checked = tuple(betas)
-    for index, beta in enumerate(checked):
-        _check_value(beta, f"{argument}[{index}] {_shown_name(str(beta), secret)}")
-    return checked
-
-
-def _checked_base_url(url: object, label: str, secret: str | None) -> str:
-    """``url`` without its trailing slashes, once it is an absolute http(s) URL with a host.
-
-    Raises:
-        ValueError: it is not (the message shows it with its user info and the key blanked).
-        TypeError: it is not a ``str``.
-    """
-    if not isinstance(url, str):
-        raise TypeError(f"{label} must be a str, not {type(url).__name__}")
-    shown = repr(_USERINFO.sub("//[redacted]@", _redacted(url, secret)))
-    if not url:
-        raise ValueError(f"{label} is empty: pass an http:// or https:// URL")
-    if _SPACE_OR_CONTROL.search(url):
-        raise ValueError(f"{label} contains whitespace or a control character: {shown}")
-    if "://" not in url:
-        guess = "http://" + _USERINFO.sub("//[redacted]@", "//" + _redacted(url, secret))[2:]
-        raise ValueError(
-            f"{label} must start with http:// or https://, got {shown} (did you mean {guess!r}?)"
-        )
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        reason = _USERINFO.sub("//[redacted]@", _redacted(str(exc), secret))
-        raise ValueError(f"{label} is not a valid URL: {shown} ({reason})") from None
-    if parsed.scheme not in _SCHEMES:
-        raise ValueError(f"{label} must be an http:// or https:// URL, got {shown}")
-    if not parsed.host:
-        raise ValueError(f"{label} has no host: {shown}")
-    if parsed.port is not None and not 1 <= parsed.port <= 65535:
-        raise ValueError(f"{label} has a port outside 1-65535: {shown}")
-    if parsed.query or parsed.fragment or "?" in url or "#" in url:
-        raise ValueError(
-            f"{label} must not have a query or fragment (/v1/messages is appended): {shown}"
-        )
-    return url.rstrip("/")
-
-
 def _wait_limit(request: _Request) -> float | None:
     """How long to wait for what comes before the event stream: headers, or an error body.
 
@@ -635,13 +420,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_jsonable(item) for item in value]
     return value
-
-
-def _proxied(url: str) -> bool:
-    """Whether the environment names a proxy for ``url`` (``*_PROXY``, ``NO_PROXY``), as httpx
-    reads it."""
-    proxies = urllib.request.getproxies_environment()
-    parsed = httpx.URL(url)
-    if not (proxies.get(parsed.scheme) or proxies.get("all")):
-        return False
-    return not proxy_bypass_environment(parsed.host, proxies)

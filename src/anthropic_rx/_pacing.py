@@ -6,6 +6,20 @@ current (:func:`demand_scope`). The source captures the current demand when it i
 through any number of synchronous operators in between, and awaits :meth:`Demand.wait` before
 reading each network chunk. Between the socket and the consumer there is then at most one
 chunk's events beyond the consumer's high-water mark: no unbounded queue anywhere.
+
+Why a ``ContextVar`` and not an argument: ``reactivex.Observable.subscribe`` passes nothing but
+the observer and a scheduler, and between the consumer and the source stand the caller's own
+operators, each wrapping the observer and subscribing upstream inside its own ``subscribe``.
+Neither the observer (wrapped at every step) nor the scheduler (which an operator is free to
+replace) reaches the source intact, so an explicit argument would need every operator to
+forward it. Those inner subscriptions happen synchronously, within the consumer's
+``subscribe``, so a variable set around that call is seen by every source of the pipeline, and
+by nothing subscribed elsewhere. A subscription made later, outside the scope (from a task or a
+callback), sees no demand and is not paced unless whoever makes it enters the scope again, as
+the relay sink does.
+The variable is read once per subscription, in the source's ``subscribe``; per chunk the source
+reads only the captured demand's plain ``ready`` attribute, so the hot path costs the same
+either way.
 """
 
 from __future__ import annotations

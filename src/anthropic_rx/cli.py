@@ -25,7 +25,7 @@ import reactivex
 
 from . import operators as ops
 from . import testing
-from ._bridges import to_async_iterator
+from ._async_bridge import to_async_iterator
 from ._client import Client
 from ._events import (
     ContentBlockDeltaEvent,

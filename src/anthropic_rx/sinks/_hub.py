@@ -50,6 +50,7 @@ from reactivex import abc
 from reactivex.disposable import Disposable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
+from .._event_loop import event_loop_of
 from .._events import (
     ContentBlockDeltaEvent,
     InputJSONDelta,
@@ -85,7 +86,6 @@ from .._exceptions import (
 from .._names import check_name
 from .._pacing import Demand, current_demand, demand_scope
 from .._snapshot import MessageBuilder
-from .._source import event_loop_of
 from ..operators._accumulate import cancelled_snapshot
 from ..operators._partial import PartialTracker
 from ._broadcast import (

@@ -258,6 +258,18 @@ async def test_a_malformed_last_event_id_is_a_resume_error(backend: HubFactory, 
     assert items == [] and isinstance(error, sinks.ResumeError)
 
 
+@pytest.mark.parametrize("bad", ["7" * 10_000, "1-" + "2" * 10_000, "x" * 10_000])
+async def test_a_huge_last_event_id_is_quoted_short_in_the_resume_error(
+    backend: HubFactory, bad: str
+) -> None:
+    hub = backend()
+    await hub.publish("c", arx.from_sse_bytes(words(3).to_sse()))
+    _, error = await collect(hub.subscribe("c", last_event_id=bad))
+    assert isinstance(error, sinks.ResumeError)
+    # A header of kilobytes must not become a log line of kilobytes.
+    assert len(str(error)) < 200 and "10,00" in str(error), str(error)
+
+
 async def test_a_channel_never_published_is_channel_not_found(backend: HubFactory) -> None:
     hub = backend()
     subscription = hub.subscribe("nobody", last_event_id=None)

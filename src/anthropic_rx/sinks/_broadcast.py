@@ -108,6 +108,18 @@ class ResumeError(BroadcastError, LookupError):
     """
 
 
+_SHOWN_ID_CHARS = 40
+
+
+def shown_id(last_event_id: str) -> str:
+    """``last_event_id`` as an error message quotes it: its repr, cut to its first
+    ``_SHOWN_ID_CHARS`` characters with its length said, so a hostile header of kilobytes
+    does not become a log line of kilobytes."""
+    if len(last_event_id) <= _SHOWN_ID_CHARS:
+        return repr(last_event_id)
+    return f"{last_event_id[:_SHOWN_ID_CHARS]!r}... ({len(last_event_id):,} characters)"
+
+
 class SlowSubscriberError(BroadcastError):
     """A subscriber fell a whole buffer behind the live end (policy ``slow="error"``).
 

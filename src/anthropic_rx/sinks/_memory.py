@@ -18,6 +18,7 @@ from ._broadcast import (
     ChannelNotFound,
     ResumeError,
     SlowPolicy,
+    shown_id,
 )
 from ._hub import Broadcaster, Cursor, Lease, LiveReader
 
@@ -254,7 +255,7 @@ class MemoryBackend:
             and last_event_id.isascii()
             and last_event_id.isdigit()
         ):
-            raise ResumeError(f"{last_event_id!r} is not an id of this broadcaster")
+            raise ResumeError(f"{shown_id(last_event_id)} is not an id of this broadcaster")
         number = int(last_event_id)
         numbers = reply.numbers
         if not numbers or number < numbers[0]:
@@ -263,7 +264,9 @@ class MemoryBackend:
             return None
         position = bisect_right(numbers, number) - 1
         if numbers[position] != number:
-            raise ResumeError(f"{last_event_id!r} is not an id in the log of channel {channel!r}")
+            raise ResumeError(
+                f"{shown_id(last_event_id)} is not an id in the log of channel {channel!r}"
+            )
         return Cursor(reply.id, str(number))
 
     async def read(

@@ -64,6 +64,7 @@ from ._broadcast import (
     ChannelNotFound,
     ResumeError,
     SlowPolicy,
+    shown_id,
 )
 from ._hub import (
     Broadcaster,
@@ -366,10 +367,10 @@ def _order(cursor: Cursor, at: Cursor) -> int:
 def _canonical_id(entry_id: str) -> str:
     match = _ID.fullmatch(entry_id)
     if match is None:
-        raise ResumeError(f"{entry_id!r} is not an id of this broadcaster")
+        raise ResumeError(f"{shown_id(entry_id)} is not an id of this broadcaster")
     ms, seq = int(match[1]), int(match[2])
     if ms > _MAX_ID_PART or seq > _MAX_ID_PART:
-        raise ResumeError(f"{entry_id!r} is not an id of this broadcaster")
+        raise ResumeError(f"{shown_id(entry_id)} is not an id of this broadcaster")
     return f"{ms}-{seq}"
 
 
@@ -540,7 +541,7 @@ class RedisBackend:
         if state == "over":
             return None
         if state == "missing":
-            raise ResumeError(f"{last_event_id!r} is not an id in the log of channel {channel!r}")
+            raise ResumeError(f"{wanted!r} is not an id in the log of channel {channel!r}")
         return Cursor(reply, wanted)
 
     async def read(

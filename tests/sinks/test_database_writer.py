@@ -239,6 +239,30 @@ async def test_writes_follow_checkpoints_never_deltas(
     assert writes.count < deltas / 3
 
 
+@pytest.mark.parametrize("drawn", [0.0, 1.0])
+async def test_interval_checkpoints_are_up_to_a_quarter_longer_at_random(
+    database: Database, fake: testing.FakeAnthropic, monkeypatch: pytest.MonkeyPatch, drawn: float
+) -> None:
+    monkeypatch.setattr(_database, "_jitter", lambda: drawn)
+    every = 0.08
+    writer = database.writer(checkpoint_every=every)
+    await writer.create_all()
+    fake.add_stream(words(150), tokens_per_second=200)  # 0.75 s of deltas, one text block
+    seen: list[float] = []
+    with Statements(writer.engine, writer.table.name) as statements:
+        statements.on_statement = lambda: seen.append(time.monotonic())
+        async with asyncio.timeout(WAIT):
+            await writer.save(stream(fake), message_id="m1")
+    # Between message_start's row and the block's stop, the rows are interval checkpoints:
+    # each at least checkpoint_every times (1 + a quarter of what was drawn) after the last.
+    intervals = [later - earlier for earlier, later in itertools.pairwise(seen[:-2])]
+    assert len(intervals) >= 3
+    least = every * (1 + 0.25 * drawn)
+    assert min(intervals) >= least * 0.95, (least, intervals)
+    if drawn == 0.0:
+        assert min(intervals) < every * 1.25 * 0.95 + 0.05  # not always the longest
+
+
 async def test_an_unpaced_reply_is_a_handful_of_writes(
     database: Database, fake: testing.FakeAnthropic
 ) -> None:

@@ -5,7 +5,8 @@ save(events, message_id=...)
   │ events.subscribe: on_next feeds a MessageBuilder, flags a checkpoint, never awaits
   │ the save coroutine itself:
   │   upsert status="streaming"   at message_start, at each content_block_stop, and every
-  │                               checkpoint_every seconds while something is unsaved
+  │                               checkpoint_every seconds (+0-25 %, at random) while
+  │                               something is unsaved
   │                               (one write in flight at most; what comes meanwhile waits
   │                               for the next one: never a queue of writes)
   │ upsert the final status       finished · cancelled · failed · incomplete
@@ -42,6 +43,7 @@ import contextlib
 import itertools
 import logging
 import math
+import random
 import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -120,6 +122,11 @@ _BATCH: Final = 50
 # share (the send, the driver's round trip) whatever its rows; a row written alone after a
 # quiet spell goes at once.
 _GATHER: Final = 0.01
+
+# Interval checkpoints come checkpoint_every * (1 + _JITTER * _jitter()) apart: a fraction drawn
+# per interval (not a secret; a module name so tests can fix it).
+_JITTER: Final = 0.25
+_jitter = random.random
 
 # SQLite takes one writer at a time: the writes of every DatabaseWriter over one engine wait
 # for each other here instead of failing with "database is locked". Keyed weakly by the engine,
@@ -239,7 +246,9 @@ class DatabaseWriter:
             disposed by :meth:`aclose`; a given engine is the caller's to dispose.
         table: the table's name (default ``"arx_messages"``) or a SQLAlchemy ``Table`` of the
             caller's with at least the writer's columns (see :func:`message_table`).
-        checkpoint_every: seconds between checkpoints of a streaming reply at most.
+        checkpoint_every: seconds between two interval checkpoints of a streaming reply, at
+            least; each interval is up to a quarter longer, at random, so that replies that
+            started together do not write together.
         retries: further attempts of a write that failed (a lost connection, a locked
             database), ``retry_backoff`` seconds apart, doubling.
         retry_backoff: seconds before the first retry.
@@ -490,14 +499,15 @@ class DatabaseWriter:
     ) -> None:
         """Write a checkpoint whenever one is due, until the events end."""
         loop = saving.loop
-        last_write = -math.inf
+        next_due = -math.inf  # when unsaved changes may be written next
         while not saving.finished:
-            due = saving.urgent or (
-                saving.dirty and loop.time() - last_write >= self.checkpoint_every
-            )
+            due = saving.urgent or (saving.dirty and loop.time() >= next_due)
             if due:
                 saving.urgent = saving.dirty = False
-                last_write = loop.time()
+                # Replies that started together would otherwise checkpoint together forever
+                # (each interval counted from the last write), hundreds of rows in one instant
+                # holding the event loop: each interval gets up to a quarter more, at random.
+                next_due = loop.time() + self.checkpoint_every * (1 + _JITTER * _jitter())
                 try:
                     await self._write(
                         message_id,
@@ -519,7 +529,7 @@ class DatabaseWriter:
                 continue
             timeout = None
             if saving.dirty:
-                timeout = max(0.0, last_write + self.checkpoint_every - loop.time())
+                timeout = max(0.0, next_due - loop.time())
             await saving.wait(timeout)
 
     async def _write(

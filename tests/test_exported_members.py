@@ -43,7 +43,7 @@ def test_exported_classes_and_functions_are_defined_in_the_package() -> None:
     for name in anthropic_rx.__all__:
         member = getattr(anthropic_rx, name)
         if inspect.isclass(member) or inspect.isfunction(member):
-            assert member.__module__.startswith("anthropic_rx."), name
+            assert member.__module__ == "anthropic_rx", name
             assert member.__name__ == name, name
 
 

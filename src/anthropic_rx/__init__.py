@@ -10,6 +10,12 @@ async for text in arx.to_async_iterator(events.pipe(ops.text_deltas())): ...
 ```
 """
 
+import collections.abc as _abc
+import dataclasses as _dataclasses
+import inspect as _inspect
+import types as _types
+import typing as _typing
+
 from ._bridges import (
     AsyncObservableIterator,
     ObservableAsyncIterable,
@@ -161,3 +167,53 @@ __all__ = [
     "to_iterator",
     "to_stream",
 ]
+
+
+def _publish(package: str, members: _abc.Iterable[object]) -> None:
+    """Show the classes and functions ``package`` exports as its own.
+
+    A class or function defined in a private module (``anthropic_rx._events``) gets
+    ``__module__ = package``, so reprs, tracebacks, pickles and docs name the public path
+    (``anthropic_rx.Message``). The string annotations of such a class (``from __future__
+    import annotations``) would then be looked up in ``package``, which lacks the private
+    module's imports: they are resolved first, in the module that wrote them (a class whose
+    annotations cannot be resolved there, names imported for type checkers only, keeps its
+    strings). Called once a module's classes are complete: pydantic models resolve their
+    annotations through ``__module__`` when (re)built.
+    """
+    chosen = [member for member in members if _defined_privately(member)]
+    for member in chosen:
+        if isinstance(member, type):
+            _resolve_annotations(member)
+    for member in chosen:
+        member.__module__ = package
+
+
+def _defined_privately(member: object) -> bool:
+    if not (_inspect.isfunction(member) or _inspect.isclass(member)):
+        return False
+    if isinstance(member, _types.GenericAlias):
+        return False
+    module = getattr(member, "__module__", "")
+    if not isinstance(module, str) or module.split(".")[0] != __name__:
+        return False
+    return any(part.startswith("_") for part in module.split("."))
+
+
+def _resolve_annotations(cls: type) -> None:
+    own = _inspect.get_annotations(cls)
+    if not any(isinstance(value, str) for value in own.values()):
+        return
+    try:
+        hints = _typing.get_type_hints(cls, include_extras=True)
+    except Exception:
+        # A name imported for type checkers only: the strings stay.
+        return
+    cls.__annotations__ = {name: hints.get(name, value) for name, value in own.items()}
+    if _dataclasses.is_dataclass(cls):
+        for field in _dataclasses.fields(cls):
+            if isinstance(field.type, str) and field.name in hints:
+                field.type = hints[field.name]
+
+
+_publish(__name__, [globals()[name] for name in __all__])

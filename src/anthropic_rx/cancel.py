@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Protocol, runtime_checkable
 
+from . import _publish
 from ._cancel import CancelToken
 from ._names import check_name
 from ._redis_flags import RedisCancelFlags
@@ -134,3 +135,6 @@ class _FlagToken(CancelToken):
 
     def _stop_watching(self) -> None:
         self._flags._unlisten(self)
+
+
+_publish(__name__, [globals()[name] for name in __all__])

@@ -178,7 +178,8 @@ def demo_client(settings: DemoSettings) -> tuple[Client, testing.FakeAnthropic |
     """
     if settings.api_key is not None and settings.fake is None:
         return Client(api_key=settings.api_key, max_retries=settings.max_retries), None
-    fake = settings.fake if settings.fake is not None else testing.FakeAnthropic()
+    # The embedded fake serves for as long as the demo runs: keep its newest requests only.
+    fake = settings.fake if settings.fake is not None else testing.FakeAnthropic(keep_requests=100)
     if fake.default is testing.echo:
         fake.default = PacedAnswer(settings.tokens_per_second)
     # A key of its own, so one in the environment is never sent to the fake.

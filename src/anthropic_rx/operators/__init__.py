@@ -10,6 +10,7 @@ Only the operators that know this stream live here; the general ones (``share``,
 ``filter``...) come from ``reactivex.operators``.
 """
 
+from .. import _publish
 from ._accumulate import accumulate
 from ._coalesce import coalesce
 from ._idle_timeout import idle_timeout
@@ -34,3 +35,5 @@ __all__ = [
     "thinking_deltas",
     "tool_inputs",
 ]
+
+_publish(__name__, [globals()[name] for name in __all__])

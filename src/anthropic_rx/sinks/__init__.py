@@ -15,6 +15,7 @@ first use, so the broadcasters work in a worker that has no web framework instal
 
 from typing import TYPE_CHECKING, Any
 
+from .. import _publish
 from ._broadcast import (
     Broadcast,
     BroadcastError,
@@ -58,7 +59,10 @@ def __getattr__(name: str) -> Any:
     if module is not None:
         import importlib
 
-        return getattr(importlib.import_module(module, __name__), name)
+        member = getattr(importlib.import_module(module, __name__), name)
+        # Loaded on first use, so shown as the package's own then (as the others below).
+        _publish(__name__, [member])
+        return member
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -88,3 +92,5 @@ __all__ = [
     "sse_response",
     "start_relay",
 ]
+
+_publish(__name__, [globals()[name] for name in __all__ if name not in _LAZY])

@@ -30,8 +30,10 @@ integer"``) before any plan is used; ``FakeAnthropic(validate_requests=False)`` 
 anyway. :class:`RecordingTransport` saves real streams as ``.sse`` files to replay here.
 """
 
-from ._fake import Default, Echo, FakeAnthropic, RecordedRequest, echo
-from ._plan import FakeResponse
+from .. import _publish
+from ._exchange import RecordedRequest
+from ._fake import Default, Echo, FakeAnthropic, echo
+from ._plan import ErrorOptions, FakeResponse, RawOptions, StreamOptions
 from ._record import RecordingTransport
 from ._replies import DEFAULT_MODEL, Reply, sse_bytes, text_reply
 
@@ -39,12 +41,17 @@ __all__ = [
     "DEFAULT_MODEL",
     "Default",
     "Echo",
+    "ErrorOptions",
     "FakeAnthropic",
     "FakeResponse",
+    "RawOptions",
     "RecordedRequest",
     "RecordingTransport",
     "Reply",
+    "StreamOptions",
     "echo",
     "sse_bytes",
     "text_reply",
 ]
+
+_publish(__name__, [globals()[name] for name in __all__])

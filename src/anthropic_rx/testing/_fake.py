@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import json
 import re
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias, Unpack
 
 import httpx
 
-from ._plan import FakeResponse, PlannedDisconnect, StreamSource, body_chunks
+from ._exchange import Exchange, Exchanges, RecordedRequest, shown_header
+from ._plan import (
+    ErrorOptions,
+    FakeResponse,
+    PlannedDisconnect,
+    RawOptions,
+    StreamOptions,
+    StreamSource,
+    body_chunks,
+)
 from ._replies import DEFAULT_MODEL, Reply
 from ._validate import request_problem
 
@@ -25,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Default", "Echo", "FakeAnthropic", "RecordedRequest", "echo"]
 
-_SECRET_HEADERS = frozenset({"x-api-key", "authorization", "proxy-authorization"})
 _WORD = re.compile(r"\s*\S+")
 
 Answer: TypeAlias = Reply | bytes | FakeResponse
@@ -33,43 +38,6 @@ Answer: TypeAlias = Reply | bytes | FakeResponse
 
 Default: TypeAlias = Answer | Callable[["RecordedRequest"], Answer] | None
 """``fake.default``: a fixed answer, a function of the request, or ``None`` (HTTP 500)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedRequest:
-    """One request the fake received.
-
-    Attributes:
-        method: ``"POST"``...
-        path: the URL path, without the query (``"/v1/messages"``).
-        query: the query string, without ``?`` (the official SDK's beta calls send
-            ``beta=true``).
-        headers: every header, lower-case names (repeated headers joined with ``", "``). The API
-            key is kept so tests can check it, and masked in ``repr``.
-        json: the body decoded as JSON, or ``None`` when it is not JSON.
-        content: the raw body.
-        request_id: the ``request-id`` the fake gave this request (``"req_fake_0001"``...).
-        response_status: the status answered; ``None`` for a planned connection error (and in
-            the request a ``fake.default`` function receives, which is asked before answering).
-        response_headers: the headers answered, lower-case names (empty when no answer).
-    """
-
-    method: str
-    path: str
-    query: str
-    headers: Mapping[str, str]
-    json: Any
-    content: bytes = field(repr=False)
-    request_id: str = ""
-    response_status: int | None = None
-    response_headers: Mapping[str, str] = field(default_factory=dict)
-
-    def __repr__(self) -> str:
-        return (
-            f"RecordedRequest(method={self.method!r}, path={self.path!r}, "
-            f"headers={_masked(self.headers)!r}, json={self.json!r}, "
-            f"request_id={self.request_id!r}, response_status={self.response_status!r})"
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +86,9 @@ class FakeAnthropic:
     non-empty list of ``user``/``assistant`` turns with content...), with the API's message
     naming the field (``"max_tokens: Input should be a valid integer"``); the planned response
     stays queued for the next request. ``validate_requests=False`` answers any JSON object
-    that asks for a stream. Every request is recorded; any API key is accepted. Every response
-    carries a ``request-id`` header (``req_fake_0001``...).
+    that asks for a stream. Every request is recorded (``keep_requests=N`` keeps the newest
+    ``N`` only, for a long-running demo; the counters stay exact); any API key is accepted.
+    Every response carries a ``request-id`` header (``req_fake_0001``...).
 
     Two ways in, one behaviour:
 
@@ -134,6 +103,17 @@ class FakeAnthropic:
 
     One event loop at a time; not thread-safe.
 
+    Args:
+        default: the answer when no response is planned (see :attr:`default`).
+        validate_requests: answer a malformed Messages request with the API's 400.
+        keep_requests: how many requests :attr:`requests` keeps, the newest (at least 1);
+            ``None`` keeps every one. :attr:`request_count`, the request ids and the other
+            counters stay exact.
+
+    Raises:
+        TypeError: ``keep_requests`` is not an ``int`` or ``None``.
+        ValueError: ``keep_requests`` is less than 1.
+
     Example:
         >>> fake = FakeAnthropic()
         >>> fake.add_stream(text_reply("Hello", " world"), tokens_per_second=50)
@@ -141,24 +121,30 @@ class FakeAnthropic:
         >>> fake.assert_sent(model="claude-sonnet-4-5")
     """
 
-    def __init__(self, *, default: Default = echo, validate_requests: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        default: Default = echo,
+        validate_requests: bool = True,
+        keep_requests: int | None = None,
+    ) -> None:
+        if keep_requests is not None:
+            if isinstance(keep_requests, bool) or not isinstance(keep_requests, int):
+                raise TypeError(
+                    f"keep_requests must be an int or None, not {type(keep_requests).__name__}"
+                )
+            if keep_requests < 1:
+                raise ValueError(f"keep_requests must be at least 1, not {keep_requests}")
         self.default: Default = default
         self.validate_requests = validate_requests
         self._queue: deque[FakeResponse] = deque()
-        self._requests: list[RecordedRequest] = []
-        self._open: set[_Exchange] = set()
-        # One event per waiting call, made on the caller's loop: the fake itself is not tied
-        # to an event loop.
-        self._idle_waiters: set[asyncio.Event] = set()
-        self._served = 0
-        self._disconnects = 0
-        self._connections = 0
-        self._transport = _MemoryTransport(self)
+        self._exchanges = Exchanges(self._choose, keep_requests=keep_requests)
+        self._transport = _MemoryTransport(self._exchanges)
 
     def __repr__(self) -> str:
         return (
-            f"FakeAnthropic(pending={len(self._queue)}, requests={len(self._requests)}, "
-            f"open_streams={len(self._open)})"
+            f"FakeAnthropic(pending={len(self._queue)}, "
+            f"requests={self._exchanges.received}, open_streams={self._exchanges.open_count})"
         )
 
     # --- planning ------------------------------------------------------------------------
@@ -171,93 +157,50 @@ class FakeAnthropic:
         self._queue.extend(responses)
         return self
 
-    def add_stream(
-        self,
-        source: StreamSource,
-        *,
-        chunk_size: int | None = None,
-        tokens_per_second: float | None = None,
-        delay: float | None = None,
-        latency: float | None = None,
-        truncate_after: int | None = None,
-        disconnect_after: int | None = None,
-        stall_after: int | None = None,
-        stall_for: float | None = None,
-        stall_ping_every: float | None = None,
-        error_after: tuple[int, str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-        status: int = 200,
-    ) -> FakeAnthropic:
-        """Queue a streamed reply. See :meth:`FakeResponse.stream` for the arguments.
+    def add_stream(self, source: StreamSource, **options: Unpack[StreamOptions]) -> FakeAnthropic:
+        """Queue a streamed reply: ``fake.add(FakeResponse.stream(source, **options))``.
 
-        ``source``: a :class:`Reply`, SSE bytes, a ``.sse`` file's path, or event dicts.
+        ``source``: a :class:`Reply`, SSE bytes, a ``.sse`` file's path, or event dicts. The
+        options (:class:`StreamOptions`: ``status``, ``headers``, ``error_after``,
+        ``chunk_size``, ``tokens_per_second``, ``delay``, ``latency``, ``truncate_after``,
+        ``disconnect_after``, ``stall_after``, ``stall_for``, ``stall_ping_every``) are those
+        of :meth:`FakeResponse.stream`, described there.
 
         Raises:
             ValueError: an option is out of range or options contradict each other.
+            TypeError: an option that :meth:`FakeResponse.stream` does not take.
             OSError: ``source`` is a path that cannot be read.
         """
-        return self.add(
-            FakeResponse.stream(
-                source,
-                status=status,
-                headers=headers,
-                error_after=error_after,
-                chunk_size=chunk_size,
-                tokens_per_second=tokens_per_second,
-                delay=delay,
-                latency=latency,
-                truncate_after=truncate_after,
-                disconnect_after=disconnect_after,
-                stall_after=stall_after,
-                stall_for=stall_for,
-                stall_ping_every=stall_ping_every,
-            )
-        )
+        return self.add(FakeResponse.stream(source, **options))
 
     def add_error(
         self,
         status: int,
         error_type: str | None = None,
         message: str | None = None,
-        *,
-        headers: Mapping[str, str] | None = None,
+        **options: Unpack[ErrorOptions],
     ) -> FakeAnthropic:
-        """Queue the API's JSON error (``{"type": "error", "error": {...}, "request_id"}``).
+        """Queue the API's JSON error (``{"type": "error", "error": {...}, "request_id"}``):
+        ``fake.add(FakeResponse.error(status, error_type, message, **options))``.
 
         ``error_type`` defaults to the API's for ``status`` (``529`` → ``overloaded_error``,
-        ``429`` → ``rate_limit_error``...). ``headers`` add e.g. ``retry-after`` or
-        ``x-should-retry``.
+        ``429`` → ``rate_limit_error``...). The one option, ``headers``
+        (:class:`ErrorOptions`), adds e.g. ``retry-after`` or ``x-should-retry``; see
+        :meth:`FakeResponse.error`.
         """
-        return self.add(FakeResponse.error(status, error_type, message, headers=headers))
+        return self.add(FakeResponse.error(status, error_type, message, **options))
 
     def add_response(
-        self,
-        status: int,
-        body: bytes,
-        *,
-        content_type: str = "text/html",
-        headers: Mapping[str, str] | None = None,
-        chunk_size: int | None = None,
-        delay: float | None = None,
-        latency: float | None = None,
-        truncate_after: int | None = None,
-        disconnect_after: int | None = None,
+        self, status: int, body: bytes, **options: Unpack[RawOptions]
     ) -> FakeAnthropic:
-        """Queue any status and body (a proxy's 413 HTML page, a JSON body with status 200).
-        See :meth:`FakeResponse.raw` for the arguments."""
-        return self.add(
-            FakeResponse.raw(
-                status,
-                body,
-                content_type=content_type,
-                headers=headers,
-                chunk_size=chunk_size,
-                delay=delay,
-                latency=latency,
-                truncate_after=truncate_after,
-                disconnect_after=disconnect_after,
-            )
-        )
+        """Queue any status and body (a proxy's 413 HTML page, a JSON body with status 200):
+        ``fake.add(FakeResponse.raw(status, body, **options))``.
+
+        The options (:class:`RawOptions`: ``content_type``, ``headers``, ``chunk_size``,
+        ``delay``, ``latency``, ``truncate_after``, ``disconnect_after``) are those of
+        :meth:`FakeResponse.raw`, described there.
+        """
+        return self.add(FakeResponse.raw(status, body, **options))
 
     def add_connection_error(self) -> FakeAnthropic:
         """Queue a failure to answer: ``httpx.ConnectError`` from :attr:`transport`; the
@@ -273,23 +216,30 @@ class FakeAnthropic:
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        """Every request received, oldest first (a copy)."""
-        return list(self._requests)
+        """Every request received, oldest first (a copy); with ``keep_requests=N``, the
+        newest ``N``."""
+        return self._exchanges.requests
+
+    @property
+    def request_count(self) -> int:
+        """Requests received, over the fake's life (every one, whatever ``keep_requests``
+        kept)."""
+        return self._exchanges.received
 
     @property
     def open_streams(self) -> int:
         """Responses being answered now, on both transports."""
-        return len(self._open)
+        return self._exchanges.open_count
 
     @property
     def disconnects(self) -> int:
         """Responses ended by the client going away before their body was finished."""
-        return self._disconnects
+        return self._exchanges.disconnects
 
     @property
     def connections(self) -> int:
         """TCP connections the loopback server accepted, over every :meth:`serve`."""
-        return self._connections
+        return self._exchanges.connections
 
     def assert_sent(
         self, *, headers: Mapping[str, str | None] | None = None, **expected: Any
@@ -304,9 +254,9 @@ class FakeAnthropic:
         Raises:
             AssertionError: no request was received, or a key or header differs (each listed).
         """
-        if not self._requests:
+        last = self._exchanges.last_request
+        if last is None:
             raise AssertionError("FakeAnthropic received no request")
-        last = self._requests[-1]
         problems: list[str] = []
         body = last.json if isinstance(last.json, dict) else None
         if expected and body is None:
@@ -323,20 +273,20 @@ class FakeAnthropic:
             actual = last.headers.get(lower)
             if value is None:
                 if actual is not None:
-                    problems.append(f"header {lower!r} was sent: {_shown(lower, actual)!r}")
+                    problems.append(f"header {lower!r} was sent: {shown_header(lower, actual)!r}")
             elif actual is None:
                 problems.append(
-                    f"header {lower!r} was not sent (expected {_shown(lower, value)!r})"
+                    f"header {lower!r} was not sent (expected {shown_header(lower, value)!r})"
                 )
             elif actual != value:
                 problems.append(
-                    f"header {lower!r}: expected {_shown(lower, value)!r}, "
-                    f"sent {_shown(lower, actual)!r}"
+                    f"header {lower!r}: expected {shown_header(lower, value)!r}, "
+                    f"sent {shown_header(lower, actual)!r}"
                 )
         if problems:
             listed = "\n  - ".join(problems)
             raise AssertionError(
-                f"the last request ({last.method} {last.path}, request {len(self._requests)}) "
+                f"the last request ({last.method} {last.path}, request {self.request_count}) "
                 f"differs:\n  - {listed}"
             )
         return last
@@ -347,20 +297,11 @@ class FakeAnthropic:
         Raises:
             AssertionError: responses are still open after ``timeout`` seconds (each listed).
         """
-        if self._open:
-            idle = asyncio.Event()
-            self._idle_waiters.add(idle)
-            try:
-                async with asyncio.timeout(timeout):
-                    await idle.wait()
-            except TimeoutError:
-                pass
-            finally:
-                self._idle_waiters.discard(idle)
-        if self._open:
-            listed = "\n  - ".join(sorted(repr(exchange) for exchange in self._open))
+        still_open = await self._exchanges.wait_idle(timeout)
+        if still_open:
+            listed = "\n  - ".join(sorted(repr(exchange) for exchange in still_open))
             raise AssertionError(
-                f"{len(self._open)} response(s) still open after {timeout} s:\n  - {listed}"
+                f"{len(still_open)} response(s) still open after {timeout} s:\n  - {listed}"
             )
 
     # --- ways in -------------------------------------------------------------------------
@@ -387,7 +328,7 @@ class FakeAnthropic:
         """
         from ._server import serve
 
-        return serve(self, host=host, port=port)
+        return serve(self._exchanges, host=host, port=port)
 
     def client(self, **options: Any) -> Client:
         """An :class:`anthropic_rx.Client` wired to :attr:`transport` (``options`` are the
@@ -396,48 +337,11 @@ class FakeAnthropic:
 
         return Client(transport=self.transport, **options)
 
-    # --- shared by both transports -------------------------------------------------------
-
-    def _answer(
-        self, method: str, target: str, headers: list[tuple[str, str]], content: bytes
-    ) -> _Answer:
-        """Record a request and choose its response."""
-        self._served += 1
-        request_id = f"req_fake_{self._served:04d}"
-        split = urlsplit(target)
-        lowered: dict[str, str] = {}
-        for name, value in headers:
-            name = name.lower()
-            lowered[name] = f"{lowered[name]}, {value}" if name in lowered else value
-        try:
-            body: Any = json.loads(content) if content else None
-        except ValueError:
-            body = None
-        request = RecordedRequest(
-            method=method.upper(),
-            path=split.path or "/",
-            query=split.query,
-            headers=lowered,
-            json=body,
-            content=content,
-            request_id=request_id,
-        )
-        try:
-            response = self._choose(request).with_request_id(request_id)
-        except BaseException:
-            self._requests.append(request)
-            raise
-        answer = _Answer(request, request_id, response)
-        if response.kind != "connection_error":
-            request = dataclasses.replace(
-                request,
-                response_status=response.status,
-                response_headers=dict(answer.headers),
-            )
-        self._requests.append(request)
-        return dataclasses.replace(answer, request=request)
+    # --- what to answer ------------------------------------------------------------------
 
     def _choose(self, request: RecordedRequest) -> FakeResponse:
+        """The response to ``request``: the API's refusal of a request it would refuse, else
+        the next planned response, else :attr:`default`'s."""
         if request.path != "/v1/messages" or request.method != "POST":
             return FakeResponse.error(
                 404,
@@ -470,89 +374,25 @@ class FakeAnthropic:
             f"fake.default gave {type(answer).__name__}: expected a Reply, bytes or FakeResponse"
         )
 
-    def _opened(self, answer: _Answer, transport: str) -> _Exchange:
-        exchange = _Exchange(self, answer, transport)
-        self._open.add(exchange)
-        return exchange
-
-    def _closed(self, exchange: _Exchange) -> None:
-        self._open.discard(exchange)
-        if exchange.state == "client_gone":
-            self._disconnects += 1
-        if not self._open:
-            for idle in self._idle_waiters:
-                idle.set()
-
-    def _connection_accepted(self) -> None:
-        self._connections += 1
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    request: RecordedRequest
-    request_id: str
-    response: FakeResponse
-
-    @property
-    def headers(self) -> list[tuple[str, str]]:
-        """The response headers: the plan's, ``request-id`` and ``content-length``."""
-        headers = list(self.response.headers)
-        if not any(name == "request-id" for name, _ in headers):
-            headers.append(("request-id", self.request_id))
-        length = self.response.content_length
-        if length is not None:
-            headers.append(("content-length", str(length)))
-        return headers
-
-
-ExchangeState = Literal["open", "finished", "client_gone", "dropped"]
-
-
-class _Exchange:
-    """One response being answered, until its body is finished or it is cut."""
-
-    __slots__ = ("_fake", "answer", "sent", "state", "transport")
-
-    def __init__(self, fake: FakeAnthropic, answer: _Answer, transport: str) -> None:
-        self._fake = fake
-        self.answer = answer
-        self.transport = transport
-        self.sent = 0
-        self.state: ExchangeState = "open"
-
-    def end(self, state: ExchangeState) -> None:
-        """Close the exchange with ``state`` (only the first call counts)."""
-        if self.state != "open":
-            return
-        self.state = state
-        self._fake._closed(self)
-
-    def __repr__(self) -> str:
-        request = self.answer.request
-        return (
-            f"{self.answer.request_id} {request.method} {request.path} -> "
-            f"{self.answer.response.status} ({self.transport}, {self.sent} bytes sent)"
-        )
-
 
 # --- in-memory transport ---------------------------------------------------------------------
 
 
 class _MemoryTransport(httpx.AsyncBaseTransport):
-    def __init__(self, fake: FakeAnthropic) -> None:
-        self._fake = fake
+    def __init__(self, exchanges: Exchanges) -> None:
+        self._exchanges = exchanges
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         content = await request.aread()
         target = request.url.raw_path.decode("ascii")
-        answer = self._fake._answer(
+        answer = self._exchanges.receive(
             request.method, target, list(request.headers.multi_items()), content
         )
         plan = answer.response
         if plan.kind == "connection_error":
             raise httpx.ConnectError("FakeAnthropic: planned connection error", request=request)
         read_timeout = _read_timeout(request)
-        exchange = self._fake._opened(answer, "memory")
+        exchange = self._exchanges.open(answer, "memory")
         try:
             if plan.latency:
                 if read_timeout is not None and read_timeout < plan.latency:
@@ -575,7 +415,7 @@ class _MemoryBody(httpx.AsyncByteStream):
     """The body of one in-memory response; ``aclose`` before the end is the client leaving."""
 
     def __init__(
-        self, exchange: _Exchange, request: httpx.Request, read_timeout: float | None
+        self, exchange: Exchange, request: httpx.Request, read_timeout: float | None
     ) -> None:
         self._exchange = exchange
         self._request = request
@@ -648,11 +488,3 @@ def _last_user_text(messages: object) -> str:
             return " ".join(texts)
         return ""
     return ""
-
-
-def _masked(headers: Mapping[str, str]) -> dict[str, str]:
-    return {name: _shown(name, value) for name, value in headers.items()}
-
-
-def _shown(name: str, value: str) -> str:
-    return "***" if name.lower() in _SECRET_HEADERS else value

@@ -20,11 +20,18 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from ._replies import Reply, sse_bytes
 
-__all__ = ["FakeResponse", "PlannedDisconnect", "body_chunks"]
+__all__ = [
+    "ErrorOptions",
+    "FakeResponse",
+    "PlannedDisconnect",
+    "RawOptions",
+    "StreamOptions",
+    "body_chunks",
+]
 
 PING_FRAME = b'event: ping\ndata: {"type":"ping"}\n\n'
 
@@ -53,6 +60,39 @@ _DELTA_FRAME = re.compile(
 _FORBIDDEN_HEADERS = frozenset({"content-length", "transfer-encoding"})
 
 StreamSource = Reply | bytes | bytearray | str | os.PathLike[str] | Iterable[Mapping[str, Any]]
+
+
+class ErrorOptions(TypedDict, total=False):
+    """The keyword options of :meth:`FakeResponse.error` (and ``fake.add_error``)."""
+
+    headers: Mapping[str, str] | None
+
+
+class _BodyOptions(ErrorOptions, total=False):
+    chunk_size: int | None
+    delay: float | None
+    latency: float | None
+    truncate_after: int | None
+    disconnect_after: int | None
+
+
+class RawOptions(_BodyOptions, total=False):
+    """The keyword options of :meth:`FakeResponse.raw` (and ``fake.add_response``): there
+    described, with their defaults."""
+
+    content_type: str
+
+
+class StreamOptions(_BodyOptions, total=False):
+    """The keyword options of :meth:`FakeResponse.stream` (and ``fake.add_stream``): there
+    described, with their defaults."""
+
+    status: int
+    error_after: tuple[int, str, str] | None
+    tokens_per_second: float | None
+    stall_after: int | None
+    stall_for: float | None
+    stall_ping_every: float | None
 
 
 class PlannedDisconnect(Exception):

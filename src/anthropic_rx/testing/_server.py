@@ -1,6 +1,8 @@
 """The fake served over real HTTP/1.1 on loopback: asyncio streams, h11 for the protocol.
 
-One task per connection reads requests, answers each with the shared plan machinery and keeps
+One task per connection reads requests, answers each through the fake's :class:`Exchanges`
+(recording, choosing, counting: as the in-memory transport does) and the shared plan
+machinery, and keeps
 the connection alive between them. While a body is being sent, a second read on the socket
 watches for the client going away (end of file or a reset), so a client that closes a response
 mid-stream is noticed even when the plan is stalled and nothing is being written.
@@ -18,7 +20,7 @@ import h11
 from ._plan import FakeResponse, PlannedDisconnect, body_chunks
 
 if TYPE_CHECKING:
-    from ._fake import FakeAnthropic, _Answer, _Exchange
+    from ._exchange import Answer, Exchange, Exchanges
 
 __all__ = ["serve"]
 
@@ -33,9 +35,10 @@ _Outcome = Literal["keep", "close", "abort"]
 
 
 @contextlib.asynccontextmanager
-async def serve(fake: FakeAnthropic, *, host: str, port: int) -> AsyncIterator[str]:
-    """Serve ``fake`` on ``host:port`` while the context lasts; yields the base URL."""
-    server = _Server(fake)
+async def serve(exchanges: Exchanges, *, host: str, port: int) -> AsyncIterator[str]:
+    """Answer through ``exchanges`` on ``host:port`` while the context lasts; yields the base
+    URL. On exit every connection is closed and every response still streaming is ended."""
+    server = _Server(exchanges)
     # A deep backlog: a test that opens hundreds of streams at once must not have connections
     # refused or delayed by the kernel's default queue of pending ones (asyncio's 100).
     listener = await asyncio.start_server(server.handle, host, port, backlog=4096)
@@ -51,8 +54,8 @@ async def serve(fake: FakeAnthropic, *, host: str, port: int) -> AsyncIterator[s
 
 
 class _Server:
-    def __init__(self, fake: FakeAnthropic) -> None:
-        self.fake = fake
+    def __init__(self, exchanges: Exchanges) -> None:
+        self.exchanges = exchanges
         self.closing = False
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -65,9 +68,9 @@ class _Server:
         task = asyncio.current_task()
         assert task is not None
         self.tasks.add(task)
-        self.fake._connection_accepted()
+        self.exchanges.connection_accepted()
         try:
-            await _Connection(self.fake, reader, writer).run()
+            await _Connection(self.exchanges, reader, writer).run()
         except asyncio.CancelledError:
             if not self.closing:
                 raise
@@ -93,9 +96,12 @@ class _Server:
 
 class _Connection:
     def __init__(
-        self, fake: FakeAnthropic, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        exchanges: Exchanges,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
     ) -> None:
-        self.fake = fake
+        self.exchanges = exchanges
         self.reader = reader
         self.writer = writer
         self.h11 = h11.Connection(h11.SERVER)
@@ -158,7 +164,7 @@ class _Connection:
     async def _respond(self, request: h11.Request, body: bytes) -> _Outcome:
         """Answer one request. Then the connection may serve another (``"keep"``), is to be
         closed after what was sent (``"close"``), or cut (``"abort"``: the client left)."""
-        answer = self.fake._answer(
+        answer = self.exchanges.receive(
             request.method.decode("ascii", "replace"),
             request.target.decode("ascii", "replace"),
             [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers],
@@ -166,7 +172,7 @@ class _Connection:
         )
         if answer.response.kind == "connection_error":
             return "close"
-        exchange = self.fake._opened(answer, "http")
+        exchange = self.exchanges.open(answer, "http")
         sending = asyncio.create_task(self._send(answer, exchange))
         watching: asyncio.Task[bytes] | None = None
         ahead = 0
@@ -221,7 +227,7 @@ class _Connection:
         data = watching.result()
         self.h11.receive_data(data)
 
-    async def _send(self, answer: _Answer, exchange: _Exchange) -> None:
+    async def _send(self, answer: Answer, exchange: Exchange) -> None:
         plan: FakeResponse = answer.response
         if plan.latency:
             await asyncio.sleep(plan.latency)

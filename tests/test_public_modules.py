@@ -172,27 +172,14 @@ def _keywords(cls: type[BaseException]) -> dict[str, Any]:
     return {name: value for name, value in wanted.items() if name in parameters}
 
 
-# Pickles ``cls(message)`` and then restores the attributes: a required keyword-only argument
-# cannot be passed that way. Known, to be fixed in its module (a ``__reduce__``).
-UNPICKLABLE = {"DatabaseWriteError"}
-
-
 @pytest.mark.parametrize("cls", EXCEPTIONS, ids=lambda c: c.__name__)
 def test_exceptions_pickle_and_copy(cls: type[BaseException]) -> None:
     error = cls("boom", **_keywords(cls))
-    if cls.__name__ in UNPICKLABLE:
-        with pytest.raises(TypeError, match="required keyword-only argument"):
-            pickle.loads(pickle.dumps(error))
-        return
     for again in (pickle.loads(pickle.dumps(error)), copy.deepcopy(error)):
         assert type(again) is cls
         assert str(again) == str(error)
         assert again.args == error.args
         assert vars(again) == vars(error)
-
-
-def test_the_known_unpicklable_exceptions_are_exported() -> None:
-    assert {cls.__name__ for cls in EXCEPTIONS} >= UNPICKLABLE
 
 
 def test_functions_and_classes_still_pickle_by_reference() -> None:

@@ -159,6 +159,17 @@ class DatabaseWriteError(AnthropicRxError):
         self.message_id = message_id
         self.stream_error = stream_error
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions unpickle as cls(*args): the required keyword would be missing. The
+        # attributes (message_id, stream_error, ...) come back from the state.
+        return (_unpickle_write_error, (type(self), self.args), self.__dict__)
+
+
+def _unpickle_write_error(cls: type[DatabaseWriteError], args: tuple[Any, ...]) -> Any:
+    error = cls.__new__(cls)
+    error.args = args
+    return error
+
 
 @dataclass(frozen=True, slots=True)
 class StoredMessage:

@@ -7,8 +7,9 @@ measurement runs in a fresh process; the contenders of one comparison run back t
 order that rotates between repeats, so that they share the machine's noise.
 
 Writes ``benchmarks/RESULTS.md`` (with ``--quick``: ``benchmarks/out/RESULTS-quick.md``) and
-the raw numbers to ``benchmarks/out/``, and prints the tables. ``--guard`` exits 1 when a
-target is missed by more than the measured noise.
+the raw numbers to ``benchmarks/out/``, and prints the tables; the sink benchmarks' blocks of
+targets in ``RESULTS.md`` (``_targets_block``), written by their own runs, are kept. ``--guard``
+exits 1 when a target is missed by more than the measured noise.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import _report
+from . import _report, _targets_block
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -267,6 +268,16 @@ def _progress(started: float, what: str, result: dict[str, Any]) -> None:
     print(f"[{time.monotonic() - started:6.1f} s] {what}: {status}", file=sys.stderr, flush=True)
 
 
+def write_markdown(destination: Path, markdown: str) -> None:
+    """Write the report to ``destination``, keeping the blocks of targets the sink benchmarks
+    wrote into the file it replaces (their runs are separate; this one must not erase them).
+
+    Raises ``OSError`` when the file cannot be read or written.
+    """
+    old = destination.read_text(encoding="utf-8") if destination.exists() else ""
+    destination.write_text(_targets_block.carry(old, markdown), encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="the one-minute subset")
@@ -294,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     report = _report.Report(raw)
     markdown = report.markdown()
     destination = HERE / "RESULTS.md" if config.name == "full" else OUT / "RESULTS-quick.md"
-    destination.write_text(markdown)
+    write_markdown(destination, markdown)
     print(report.terminal())
     print(f"\nwritten: {destination.relative_to(HERE.parent)}", file=sys.stderr)
     for line in report.missed():

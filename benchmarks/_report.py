@@ -309,7 +309,7 @@ class Report:
         second = self.concurrency.get(b, {})
 
         def per(row: dict[str, Any]) -> float:
-            return float(row["open_rss_kib"] - row["base_rss_kib"]) / row["streams"]
+            return float((row["open_rss_kib"] - row["base_rss_kib"]) / row["streams"])
 
         return Spread([per(first[r]) - per(second[r]) for r in first if r in second])
 

@@ -22,9 +22,9 @@ beside a hand-written asyncpg floor, in one run, in one process:
    of updates, each a full row of the same text.
 
 Tables are ``bench_<random>`` (and ``..._floor``), dropped at the end. Writes
-``benchmarks/RESULTS-database.md`` (``--quick``: ``benchmarks/out/RESULTS-database-quick.md``)
-and the raw numbers to ``benchmarks/out/``, and prints the report. ``--guard`` exits 1 when a
-goal is missed.
+``benchmarks/RESULTS-database.md`` and the block of its targets in ``benchmarks/RESULTS.md``
+(``--quick``: only ``benchmarks/out/RESULTS-database-quick.md``), the raw numbers to
+``benchmarks/out/``, and prints the report. ``--guard`` exits 1 when a goal is missed.
 """
 
 from __future__ import annotations
@@ -45,8 +45,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import _targets_block
+from ._targets_block import spread
+
 HERE = Path(__file__).resolve().parent
-OUT = HERE / "out"
+TITLE = "Database: the writer on PostgreSQL"
 URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 DSN = "postgresql://postgres@127.0.0.1:5432/test"
 CHECKPOINT_EVERY = 0.5
@@ -533,16 +536,8 @@ async def run(config: Config) -> dict[str, Any]:
 # --- the report -------------------------------------------------------------------------------
 
 
-def _spread(values: list[float], digits: int = 2) -> str:
-    if not values:
-        return "n/a"
-    if len(values) < 2:
-        return f"{values[0]:.{digits}f}"
-    low, high = min(values), max(values)
-    return f"{statistics.median(values):.{digits}f} [{low:.{digits}f}-{high:.{digits}f}]"
-
-
-def report(config: Config, results: dict[str, Any]) -> tuple[str, list[str]]:
+def report(config: Config, results: dict[str, Any]) -> tuple[str, list[_targets_block.Target]]:
+    """The Markdown report of one run, and its targets checked on the run's numbers."""
     checkpoints = results["checkpoints"]
     relays = results["relays"]
     saves = results["saves"]
@@ -571,18 +566,33 @@ def report(config: Config, results: dict[str, Any]) -> tuple[str, list[str]]:
         (s["cpu_s"] - r["cpu_s"]) * 1e6 / s["writes"] for s, r in zip(saves, reads, strict=True)
     ]
     cpu_ratio = [w / f for w, f in zip(writer_per_statement, floor_per_statement, strict=True)]
-    misses = []
-    for row in checkpoints:
-        if row["writes"] > row["bound"]:
-            misses.append(
-                f"{row['writes']} writes for a reply at {row['rate']:g}/s (bound {row['bound']})"
-            )
-    main_added = added[config.replies]["p99_ms"]
-    if statistics.median(main_added) > 1.0:
-        misses.append(
-            f"the writer adds {statistics.median(main_added):.2f} ms p99 to "
-            f"{config.replies:,} concurrent replies (goal ≤ 1 ms)"
+    checkpoints_section = f"Writes per reply (`checkpoint_every={CHECKPOINT_EVERY}`)"
+    relays_section = (
+        f"{config.replies:,} (and {config.few_replies:,}) concurrent paced replies through "
+        "one writer"
+    )
+    targets = [
+        _targets_block.Target(
+            f"`DatabaseWriter` writes for a reply at {row['rate']:g} deltas/s "
+            f"({row['seconds']:.1f} s)",
+            f"≤ 1 per {CHECKPOINT_EVERY:g} s interval: ≤ {row['bound']} in all",
+            f"{row['writes']} (at most {row['busiest_interval']} in one interval)",
+            row["writes"] <= row["bound"],
+            checkpoints_section,
         )
+        for row in checkpoints
+    ]
+    main_added = added[config.replies]["p99_ms"]
+    targets.append(
+        _targets_block.Target(
+            f"`DatabaseWriter` in each of {config.replies:,} concurrent relays: p99 latency added",
+            "≤ 1 ms",
+            f"{spread(main_added)} ms",
+            statistics.median(main_added) <= 1.0,
+            relays_section,
+        )
+    )
+    misses = _targets_block.missed(targets)
     suffix = " --quick" if config.name == "quick" else ""
     lines = [
         f"# Database benchmark ({config.name} run)",
@@ -591,7 +601,7 @@ def report(config: Config, results: dict[str, Any]) -> tuple[str, list[str]]:
         "PostgreSQL 15 on 127.0.0.1 (shared with other programs while it ran), SQLAlchemy 2 + "
         "asyncpg, one process; 2 cores.",
         "",
-        f"## Writes per reply (`checkpoint_every={CHECKPOINT_EVERY}`)",
+        f"## {checkpoints_section}",
         "",
         f"One paced reply of two text blocks, {config.checkpoint_seconds:g} s, per rate (the "
         "rates at once, each its own writer); `INSERT`/`UPDATE` statements counted on the "
@@ -609,8 +619,7 @@ def report(config: Config, results: dict[str, Any]) -> tuple[str, list[str]]:
         )
     lines += [
         "",
-        f"## {config.replies:,} (and {config.few_replies:,}) concurrent paced replies through "
-        "one writer",
+        f"## {relays_section}",
         "",
         f"{config.replies:,} (then {config.few_replies:,}) `sinks.relay` jobs at once in one "
         "process, each a reply of "
@@ -630,12 +639,12 @@ def report(config: Config, results: dict[str, Any]) -> tuple[str, list[str]]:
     for level, (without, with_) in pairs.items():
         for label, rows in (("hub only", without), ("hub + writer", with_)):
             lines.append(
-                f"| {level:,} replies, {label} | {_spread([r['p50_ms'] for r in rows])} | "
-                f"{_spread([r['p99_ms'] for r in rows])} | "
-                f"{_spread([r['p999_ms'] for r in rows])} | "
-                f"{_spread([r['max_ms'] for r in rows], 1)} | "
-                f"{_spread([r['wall_s'] for r in rows])} | {_spread([r['cpu_s'] for r in rows])} | "
-                + (_spread([r["writes"] / level for r in rows], 1) if rows[0]["writer"] else "")
+                f"| {level:,} replies, {label} | {spread([r['p50_ms'] for r in rows])} | "
+                f"{spread([r['p99_ms'] for r in rows])} | "
+                f"{spread([r['p999_ms'] for r in rows])} | "
+                f"{spread([r['max_ms'] for r in rows], 1)} | "
+                f"{spread([r['wall_s'] for r in rows])} | {spread([r['cpu_s'] for r in rows])} | "
+                + (spread([r["writes"] / level for r in rows], 1) if rows[0]["writer"] else "")
                 + " |"
             )
     lines.append("")
@@ -643,8 +652,8 @@ def report(config: Config, results: dict[str, Any]) -> tuple[str, list[str]]:
         gained = added[level]
         lines.append(
             f"Added by the writer to {level:,} replies (with minus without, per repeat pair): "
-            f"p50 {_spread(gained['p50_ms'])} ms, **p99 {_spread(gained['p99_ms'])} ms**, "
-            f"p99.9 {_spread(gained['p999_ms'])} ms."
+            f"p50 {spread(gained['p50_ms'])} ms, **p99 {spread(gained['p99_ms'])} ms**, "
+            f"p99.9 {spread(gained['p999_ms'])} ms."
         )
         lines.append("")
     reply_s = relays[0]["reply_s"]
@@ -665,23 +674,23 @@ def report(config: Config, results: dict[str, Any]) -> tuple[str, list[str]]:
         "| contender | wall s | CPU s | statements | CPU µs per statement |",
         "|---|---|---|---|---|",
         f"| no writer: `arx.final_message` of the same replies (their own cost) | "
-        f"{_spread([r['wall_s'] for r in reads])} | {_spread([r['cpu_s'] for r in reads])} "
+        f"{spread([r['wall_s'] for r in reads])} | {spread([r['cpu_s'] for r in reads])} "
         "| 0 | |",
         f"| `DatabaseWriter.save`, {config.replies:,} at once | "
-        f"{_spread([s['wall_s'] for s in saves])} | {_spread([s['cpu_s'] for s in saves])} | "
-        f"{_spread([float(s['writes']) for s in saves], 0)} | "
-        f"{_spread(writer_per_statement, 0)} (above no writer) |",
-        f"| floor: asyncpg `INSERT` + `UPDATE`s | {_spread([f['wall_s'] for f in floors])} | "
-        f"{_spread([f['cpu_s'] for f in floors])} | "
-        f"{_spread([float(s['writes']) for s in saves], 0)} | "
-        f"{_spread(floor_per_statement, 0)} |",
+        f"{spread([s['wall_s'] for s in saves])} | {spread([s['cpu_s'] for s in saves])} | "
+        f"{spread([float(s['writes']) for s in saves], 0)} | "
+        f"{spread(writer_per_statement, 0)} (above no writer) |",
+        f"| floor: asyncpg `INSERT` + `UPDATE`s | {spread([f['wall_s'] for f in floors])} | "
+        f"{spread([f['cpu_s'] for f in floors])} | "
+        f"{spread([float(s['writes']) for s in saves], 0)} | "
+        f"{spread(floor_per_statement, 0)} |",
         "",
-        f"Writer wall / floor wall: **{_spread(wall_ratio)}x**; the writer's CPU per statement "
-        f"(above the no-writer run) / the floor's: **{_spread(cpu_ratio, 1)}x**.",
+        f"Writer wall / floor wall: **{spread(wall_ratio)}x**; the writer's CPU per statement "
+        f"(above the no-writer run) / the floor's: **{spread(cpu_ratio, 1)}x**.",
     ]
     if misses:
         lines += ["", "Missed: " + "; ".join(misses)]
-    return "\n".join(lines) + "\n", misses
+    return "\n".join(lines) + "\n", targets
 
 
 def main() -> None:
@@ -691,13 +700,12 @@ def main() -> None:
     args = parser.parse_args()
     config = QUICK if args.quick else FULL
     results = asyncio.run(run(config))
-    text, misses = report(config, results)
-    OUT.mkdir(exist_ok=True)
-    (OUT / f"database-{config.name}.json").write_text(json.dumps(results, indent=1))
-    path = OUT / "RESULTS-database-quick.md" if args.quick else HERE / "RESULTS-database.md"
-    path.write_text(text, encoding="utf-8")
+    text, targets = report(config, results)
+    _targets_block.write_results(
+        "database", TITLE, text, targets, quick=args.quick, guard=args.guard, raw=results
+    )
     print(text)
-    if args.guard and misses:
+    if args.guard and _targets_block.missed(targets):
         sys.exit(1)
 
 

@@ -22,9 +22,9 @@ redis-py floors, in one run: the publisher in this process, the subscribers in a
    (round trips) are shown apart.
 
 The shared Redis (127.0.0.1:6379) gets a unique key prefix per run; every key under it is
-deleted at the end. Writes ``benchmarks/RESULTS-redis.md`` (``--quick``:
-``benchmarks/out/RESULTS-redis-quick.md``) and the raw numbers to ``benchmarks/out/``, and
-prints the report. ``--guard`` exits 1 when a goal is missed.
+deleted at the end. Writes ``benchmarks/RESULTS-redis.md`` and the block of its targets in
+``benchmarks/RESULTS.md`` (``--quick``: only ``benchmarks/out/RESULTS-redis-quick.md``), the raw
+numbers to ``benchmarks/out/``, and prints the report. ``--guard`` exits 1 when a goal is missed.
 """
 
 from __future__ import annotations
@@ -41,10 +41,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from . import _targets_block
 from ._redis_server import PrivateRedis, answers_ping
+from ._targets_block import spread
 
 HERE = Path(__file__).resolve().parent
-OUT = HERE / "out"
+TITLE = "Redis: the broadcaster and the cancel flags"
 SHARED_URL = "redis://127.0.0.1:6379/0"
 # Commands the broadcaster's and the flags' Lua scripts run inside the server (commandstats
 # counts them beside the script's own EVALSHA).
@@ -470,19 +472,13 @@ async def run(config: Config) -> dict[str, Any]:
 # --- the report -------------------------------------------------------------------------------
 
 
-def _spread(values: list[float], digits: int = 2) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.{digits}f}" if values else "n/a"
-    low, high = min(values), max(values)
-    return f"{statistics.median(values):.{digits}f} [{low:.{digits}f}-{high:.{digits}f}]"
-
-
 def _top(commands: dict[str, int], per: int, limit: int = 8) -> str:
     ordered = sorted(commands.items(), key=lambda item: -item[1])[:limit]
     return ", ".join(f"{name.upper()} {calls / per:.2f}" for name, calls in ordered)
 
 
-def report(config: Config, results: dict[str, Any]) -> tuple[str, list[str]]:
+def report(config: Config, results: dict[str, Any]) -> tuple[str, list[_targets_block.Target]]:
+    """The Markdown report of one run, and its targets checked on the run's numbers."""
     paced = results["paced"]
     unpaced = results["unpaced"]
     commands = results["commands"]
@@ -496,15 +492,40 @@ def report(config: Config, results: dict[str, Any]) -> tuple[str, list[str]]:
     floor_rate = [row["deltas_per_s"] for row in unpaced["floor"]]
     ratios = [a / b for a, b in zip(rx_rate, floor_rate, strict=True)]
     flags_per_event = commands["flags"]["per_event"]
-    misses = []
-    if statistics.median(p99) > 5.0:
-        misses.append(f"paced p99 publish→receive {statistics.median(p99):.2f} ms (goal ≤ 5 ms)")
-    if statistics.median(ratios) < 0.5:
-        misses.append(
-            f"unpaced throughput {statistics.median(ratios):.2f}x the floor (goal ≥ 0.5x)"
-        )
-    if flags_per_event > 0.01:
-        misses.append(f"cancel flags: {flags_per_event:.3f} Redis commands per event (goal 0)")
+    paced_section = (
+        f"{config.rate:g} deltas/s to {config.subscribers} subscribers in another process"
+    )
+    unpaced_section = (
+        f"Unpaced throughput ({config.unpaced_deltas:,} deltas, one subscriber in another process)"
+    )
+    commands_section = (
+        "Redis commands per streamed event (private `redis-server`, `INFO commandstats`)"
+    )
+    targets = [
+        _targets_block.Target(
+            f"`RedisBroadcaster`, {config.rate:g} deltas/s to {config.subscribers} subscribers: "
+            "p99 publish→receive",
+            "≤ 5 ms",
+            f"{spread(p99)} ms",
+            statistics.median(p99) <= 5.0,
+            paced_section,
+        ),
+        _targets_block.Target(
+            "`RedisBroadcaster`, unpaced: deltas/s / the floor's",
+            "≥ 0.5x",
+            f"{spread(ratios)}x",
+            statistics.median(ratios) >= 0.5,
+            unpaced_section,
+        ),
+        _targets_block.Target(
+            "`RedisCancelFlags.watch`: Redis commands per streamed event",
+            "0",
+            f"{flags_per_event:.3f}",
+            flags_per_event <= 0.01,
+            commands_section,
+        ),
+    ]
+    misses = _targets_block.missed(targets)
     suffix = " --quick" if config.name == "quick" else ""
     lines = [
         f"# Redis benchmark ({config.name} run)",
@@ -513,7 +534,7 @@ def report(config: Config, results: dict[str, Any]) -> tuple[str, list[str]]:
         "7 on 127.0.0.1:6379 (shared with other programs while it ran), publisher in this "
         "process, subscribers in a second one; 2 cores.",
         "",
-        f"## {config.rate:g} deltas/s to {config.subscribers} subscribers in another process",
+        f"## {paced_section}",
         "",
         f"{config.paced_deltas:,} deltas per reply, {config.paced_repeats} repeats per "
         "contender (rotating order); latency from the delta's making in the publisher to its "
@@ -527,19 +548,18 @@ def report(config: Config, results: dict[str, Any]) -> tuple[str, list[str]]:
     for contender in PACED:
         rows = paced[contender]
         lines.append(
-            f"| {names[contender]} | {_spread([r['p50_ms'] for r in rows])} | "
-            f"{_spread([r['p99_ms'] for r in rows])} | {_spread([r['p999_ms'] for r in rows])} | "
-            f"{_spread([r['max_ms'] for r in rows], 1)} | "
-            f"{_spread([r['cpu_us_per_delivery'] for r in rows], 1)} | "
-            f"{_spread([100 * r['cpu_s'] / r['wall_s'] for r in rows], 0)} | "
+            f"| {names[contender]} | {spread([r['p50_ms'] for r in rows])} | "
+            f"{spread([r['p99_ms'] for r in rows])} | {spread([r['p999_ms'] for r in rows])} | "
+            f"{spread([r['max_ms'] for r in rows], 1)} | "
+            f"{spread([r['cpu_us_per_delivery'] for r in rows], 1)} | "
+            f"{spread([100 * r['cpu_s'] / r['wall_s'] for r in rows], 0)} | "
             f"{rows[0]['connections']} |"
         )
     lines += [
         "",
         f"Goal: p99 ≤ 5 ms: **{statistics.median(p99):.2f} ms**.",
         "",
-        f"## Unpaced throughput ({config.unpaced_deltas:,} deltas, one subscriber in another "
-        "process)",
+        f"## {unpaced_section}",
         "",
         f"{config.unpaced_repeats} repeats, alternating; deltas/s from the first publish to "
         "the subscriber's receipt of the last entry.",
@@ -554,15 +574,15 @@ def report(config: Config, results: dict[str, Any]) -> tuple[str, list[str]]:
     for contender in UNPACED:
         rows = unpaced[contender]
         lines.append(
-            f"| {unpaced_names[contender]} | {_spread([r['deltas_per_s'] for r in rows], 0)} | "
-            f"{_spread([r['publish_s'] for r in rows], 3)} | "
-            f"{_spread([r['publisher_cpu_us_per_delta'] for r in rows], 1)} |"
+            f"| {unpaced_names[contender]} | {spread([r['deltas_per_s'] for r in rows], 0)} | "
+            f"{spread([r['publish_s'] for r in rows], 3)} | "
+            f"{spread([r['publisher_cpu_us_per_delta'] for r in rows], 1)} |"
         )
     lines += [
         "",
-        f"Goal: ≥ 0.5x the floor: **{_spread(ratios)}x** (per repeat, back to back).",
+        f"Goal: ≥ 0.5x the floor: **{spread(ratios)}x** (per repeat, back to back).",
         "",
-        "## Redis commands per streamed event (private `redis-server`, `INFO commandstats`)",
+        f"## {commands_section}",
         "",
         "`RedisCancelFlags.watch` on a stream (`ops.take_until_cancel`), consumed to its end:",
         "",
@@ -601,7 +621,7 @@ def report(config: Config, results: dict[str, Any]) -> tuple[str, list[str]]:
     ]
     if misses:
         lines += ["", "Missed: " + "; ".join(misses)]
-    return "\n".join(lines) + "\n", misses
+    return "\n".join(lines) + "\n", targets
 
 
 def main() -> None:
@@ -611,13 +631,12 @@ def main() -> None:
     args = parser.parse_args()
     config = QUICK if args.quick else FULL
     results = asyncio.run(run(config))
-    text, misses = report(config, results)
-    OUT.mkdir(exist_ok=True)
-    (OUT / f"redis-{config.name}.json").write_text(json.dumps(results, indent=1))
-    path = OUT / "RESULTS-redis-quick.md" if args.quick else HERE / "RESULTS-redis.md"
-    path.write_text(text, encoding="utf-8")
+    text, targets = report(config, results)
+    _targets_block.write_results(
+        "redis", TITLE, text, targets, quick=args.quick, guard=args.guard, raw=results
+    )
     print(text)
-    if args.guard and misses:
+    if args.guard and _targets_block.missed(targets):
         sys.exit(1)
 
 

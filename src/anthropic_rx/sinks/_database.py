@@ -5,8 +5,8 @@ save(events, message_id=...)
   │ events.subscribe: on_next feeds a MessageBuilder, flags a checkpoint, never awaits
   │ the save coroutine itself:
   │   upsert status="streaming"   at message_start, at each content_block_stop, and every
-  │                               checkpoint_every seconds (+0-25 %, at random) while
-  │                               something is unsaved
+  │                               checkpoint_every seconds (+0-25 % at random; +0-100 %
+  │                               after an event's write) while something is unsaved
   │                               (one write in flight at most; what comes meanwhile waits
   │                               for the next one: never a queue of writes)
   │ upsert the final status       finished · cancelled · failed · incomplete
@@ -258,7 +258,8 @@ class DatabaseWriter:
         table: the table's name (default ``"arx_messages"``) or a SQLAlchemy ``Table`` of the
             caller's with at least the writer's columns (see :func:`message_table`).
         checkpoint_every: seconds between two interval checkpoints of a streaming reply, at
-            least; each interval is up to a quarter longer, at random, so that replies that
+            least; each interval is up to a quarter longer, at random (the first after
+            ``message_start`` or a block's stop up to twice as long), so that replies that
             started together do not write together.
         retries: further attempts of a write that failed (a lost connection, a locked
             database), ``retry_backoff`` seconds apart, doubling.
@@ -514,11 +515,14 @@ class DatabaseWriter:
         while not saving.finished:
             due = saving.urgent or (saving.dirty and loop.time() >= next_due)
             if due:
-                saving.urgent = saving.dirty = False
                 # Replies that started together would otherwise checkpoint together forever
                 # (each interval counted from the last write), hundreds of rows in one instant
-                # holding the event loop: each interval gets up to a quarter more, at random.
-                next_due = loop.time() + self.checkpoint_every * (1 + _JITTER * _jitter())
+                # holding the event loop: each interval gets up to a quarter more, at random,
+                # and the first after a write an event forced (message_start, a block's stop:
+                # the instants that replies share) up to a whole interval more.
+                spread = 1.0 if saving.urgent else _JITTER
+                saving.urgent = saving.dirty = False
+                next_due = loop.time() + self.checkpoint_every * (1 + spread * _jitter())
                 try:
                     await self._write(
                         message_id,

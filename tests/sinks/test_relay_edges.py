@@ -14,8 +14,7 @@ from reactivex.disposable import Disposable
 
 import anthropic_rx as arx
 from anthropic_rx import sinks
-from anthropic_rx.sinks._memory import MemoryBroadcaster
-from anthropic_rx.sinks._relay import _Shared, relay
+from anthropic_rx.sinks._relay import _Shared
 from tests.sinks.test_broadcast import reply_events, words
 
 WAIT = 5.0
@@ -63,7 +62,7 @@ class Unruly(reactivex.Observable[arx.MessageStreamEvent]):
         self.fail = fail
         self.disposed = False
 
-    def subscribe(  # type: ignore[override]
+    def subscribe(
         self, on_next: Any = None, on_error: Any = None, on_completed: Any = None, **_: Any
     ) -> abc.DisposableBase:
         if self.fail is not None:
@@ -204,10 +203,10 @@ async def test_a_source_failing_to_subscribe_ends_every_sink_with_its_error() ->
 
 
 async def test_relay_raises_the_error_of_a_source_that_fails_to_subscribe() -> None:
-    hub = MemoryBroadcaster()
+    hub = sinks.MemoryBroadcaster()
     async with asyncio.timeout(WAIT):
         with pytest.raises(LookupError, match="no such reply"):
-            await relay(Unruly([], fail=LookupError("no such reply")), hub=hub, channel="c.1")
+            await sinks.relay(Unruly([], fail=LookupError("no such reply")), hub=hub, channel="c.1")
     await hub.aclose()
 
 
@@ -225,7 +224,3 @@ async def test_events_after_a_protocol_fault_still_reach_the_sinks_the_fault_is_
     first_fault = shared.stream_error
     assert sink.items == out_of_order and sink.completed
     assert shared.stream_error is first_fault  # later events do not replace the first fault
-
-
-def test_the_relay_module_is_what_sinks_exports() -> None:
-    assert sinks.relay is relay

@@ -111,7 +111,8 @@ async def test_a_stop_from_another_process_ends_the_stream(
         "import asyncio, sys\n"
         "from anthropic_rx import cancel\n"
         "async def main():\n"
-        "    flags = cancel.RedisCancelFlags(sys.argv[1], prefix=sys.argv[2])\n"
+        # A wide retry window: a loaded machine may take seconds to start and connect it.
+        "    flags = cancel.RedisCancelFlags(sys.argv[1], prefix=sys.argv[2], retry_window=10)\n"
         "    await flags.request_stop('stop-stream-2')\n"
         "    await flags.aclose()\n"
         "asyncio.run(main())\n"

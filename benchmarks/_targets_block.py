@@ -22,12 +22,15 @@ rewrites the rest of ``RESULTS.md``, carries the blocks of the file it replaces 
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import datetime
 import json
 import os
 import re
 import statistics
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -238,3 +241,34 @@ def write_results(
         command = f"python -m benchmarks.{name}" + " --guard" * guard
         update(here / "RESULTS.md", name, block(name, title, targets, command=command, date=when))
     return path
+
+
+def run_benchmark(
+    name: str,
+    title: str,
+    description: str | None,
+    configs: tuple[Any, Any],
+    run: Callable[[Any], Coroutine[Any, Any, dict[str, Any]]],
+    report: Callable[[Any, dict[str, Any]], tuple[str, Sequence[Target]]],
+    *,
+    keep_raw: bool = True,
+) -> None:
+    """The command line of one sink benchmark: ``[--quick] [--guard]``.
+
+    Runs ``run`` with the full or quick config of ``configs`` (full, quick), writes the report
+    (:func:`write_results`, the raw numbers too when ``keep_raw``), prints it, and exits 1 with
+    ``--guard`` when a target is missed.
+    """
+    parser = argparse.ArgumentParser(description=(description or "").split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="the short run")
+    parser.add_argument("--guard", action="store_true", help="exit 1 when a goal is missed")
+    args = parser.parse_args()
+    full, quick = configs
+    config = quick if args.quick else full
+    results = asyncio.run(run(config))
+    text, targets = report(config, results)
+    raw = results if keep_raw else None
+    write_results(name, title, text, targets, quick=args.quick, guard=args.guard, raw=raw)
+    print(text)
+    if args.guard and missed(targets):
+        sys.exit(1)

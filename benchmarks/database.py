@@ -29,14 +29,12 @@ Tables are ``bench_<random>`` (and ``..._floor``), dropped at the end. Writes
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import json
 import math
 import random
 import statistics
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -694,19 +692,7 @@ def report(config: Config, results: dict[str, Any]) -> tuple[str, list[_targets_
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="the short run (about a minute)")
-    parser.add_argument("--guard", action="store_true", help="exit 1 when a goal is missed")
-    args = parser.parse_args()
-    config = QUICK if args.quick else FULL
-    results = asyncio.run(run(config))
-    text, targets = report(config, results)
-    _targets_block.write_results(
-        "database", TITLE, text, targets, quick=args.quick, guard=args.guard, raw=results
-    )
-    print(text)
-    if args.guard and _targets_block.missed(targets):
-        sys.exit(1)
+    _targets_block.run_benchmark("database", TITLE, __doc__, (FULL, QUICK), run, report)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ numbers to ``benchmarks/out/``, and prints the report. ``--guard`` exits 1 when 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import statistics
@@ -625,19 +624,7 @@ def report(config: Config, results: dict[str, Any]) -> tuple[str, list[_targets_
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="the short run (about a minute)")
-    parser.add_argument("--guard", action="store_true", help="exit 1 when a goal is missed")
-    args = parser.parse_args()
-    config = QUICK if args.quick else FULL
-    results = asyncio.run(run(config))
-    text, targets = report(config, results)
-    _targets_block.write_results(
-        "redis", TITLE, text, targets, quick=args.quick, guard=args.guard, raw=results
-    )
-    print(text)
-    if args.guard and _targets_block.missed(targets):
-        sys.exit(1)
+    _targets_block.run_benchmark("redis", TITLE, __doc__, (FULL, QUICK), run, report)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ Writes ``benchmarks/RESULTS-sinks.md`` and the block of its targets in ``benchma
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import re
@@ -413,17 +412,9 @@ def report(config: Config, results: dict[str, object]) -> tuple[str, list[_targe
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="the short run")
-    parser.add_argument("--guard", action="store_true", help="exit 1 when a goal is missed")
-    args = parser.parse_args()
-    config = QUICK if args.quick else FULL
-    results = asyncio.run(run(config))
-    text, targets = report(config, results)
-    _targets_block.write_results("sinks", TITLE, text, targets, quick=args.quick, guard=args.guard)
-    print(text)
-    if args.guard and _targets_block.missed(targets):
-        sys.exit(1)
+    _targets_block.run_benchmark(
+        "sinks", TITLE, __doc__, (FULL, QUICK), run, report, keep_raw=False
+    )
 
 
 if __name__ == "__main__":

@@ -109,44 +109,38 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert arx.__version__ in capsys.readouterr().out
 
 
-def test_demo_passes_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    @dataclasses.dataclass(frozen=True)
-    class Settings:
-        host: str = "127.0.0.1"
-        port: int = 8000
-        other: str = "kept"
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    """What ``demo`` reads its settings into (``DemoSettings``'s place, its fields alike)."""
 
-        @classmethod
-        def from_env(cls) -> Settings:
-            return cls()
+    host: str = "127.0.0.1"
+    port: int = 8000
+    worker: str = "child"
+    other: str = "kept"
 
+    @classmethod
+    def from_env(cls) -> _Settings:
+        return cls()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--port", "9123"], _Settings(port=9123)),
+        (["--no-worker"], _Settings(worker="external")),  # the worker is left to you
+    ],
+    ids=["passes-settings", "no-worker-leaves-the-worker-to-you"],
+)
+def test_demo_runs_with_its_options_over_the_environments_settings(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], expected: _Settings
+) -> None:
     seen: list[Any] = []
     fake = types.ModuleType("anthropic_rx.demo")
-    fake.DemoSettings = Settings  # type: ignore[attr-defined]
+    fake.DemoSettings = _Settings  # type: ignore[attr-defined]
     fake.run = seen.append  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "anthropic_rx.demo", fake)
-    assert cli.main(["demo", "--port", "9123"]) == 0
-    assert seen == [Settings(port=9123)]
-
-
-def test_demo_no_worker_leaves_the_worker_to_you(monkeypatch: pytest.MonkeyPatch) -> None:
-    @dataclasses.dataclass(frozen=True)
-    class Settings:
-        host: str = "127.0.0.1"
-        port: int = 8000
-        worker: str = "child"
-
-        @classmethod
-        def from_env(cls) -> Settings:
-            return cls()
-
-    seen: list[Any] = []
-    fake = types.ModuleType("anthropic_rx.demo")
-    fake.DemoSettings = Settings  # type: ignore[attr-defined]
-    fake.run = seen.append  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "anthropic_rx.demo", fake)
-    assert cli.main(["demo", "--no-worker"]) == 0
-    assert seen == [Settings(worker="external")]
+    assert cli.main(["demo", *argv]) == 0
+    assert seen == [expected]
 
 
 def test_demo_with_a_bad_variable_exits_2(

@@ -20,8 +20,8 @@ from anthropic_rx import testing
 from anthropic_rx.demo import DemoSettings, create_app
 
 from .._services import redis_url, unique_prefix
-from ..sinks._server import Frame, data_frames, parse_sse, serve
-from ._client import DemoClient
+from ..sinks._server import serve
+from ._client import DemoClient, terminal, text_of
 
 WAIT = 5.0
 
@@ -55,41 +55,6 @@ async def running(
     async with serve(app, lifespan="on") as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
             yield Demo(http, WAIT, server.url, fake)
-
-
-async def read_stream(
-    http: httpx.AsyncClient,
-    cid: str,
-    *,
-    last_event_id: str | None = None,
-    stop_after: int | None = None,
-) -> tuple[int, list[Frame]]:
-    """GET the stream; its status and frames (read to the end, or ``stop_after`` text frames)."""
-    headers = {"last-event-id": last_event_id} if last_event_id else {}
-    body = b""
-    async with asyncio.timeout(WAIT):
-        async with http.stream(
-            "GET", f"/api/conversations/{cid}/stream", headers=headers
-        ) as response:
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                texts = [f for f in parse_sse(body, complete=False) if f.data and f.event is None]
-                if stop_after is not None and len(texts) >= stop_after:
-                    break
-            status = response.status_code
-    return status, parse_sse(body, complete=False)
-
-
-def text_of(frames: list[Frame]) -> str:
-    return "".join(
-        json.loads(f.data)["text"] for f in data_frames(frames) if f.event is None and f.data
-    )
-
-
-def terminal(frames: list[Frame]) -> Frame:
-    ends = [f for f in frames if f.event in ("done", "cancelled", "error")]
-    assert len(ends) == 1, frames
-    return ends[0]
 
 
 # --- routes without streaming ----------------------------------------------------------------
@@ -212,11 +177,8 @@ async def test_a_reply_streams_and_is_stored(tmp_path: Path) -> None:
     async with running(tmp_path, fake) as demo:
         cid = await demo.conversation()
         mid = await demo.ask(cid, "What is streaming?")
-        status, frames = await read_stream(demo.http, cid)
-        assert status == 200
-        assert text_of(frames) == "".join(parts)
-        end = terminal(frames)
-        assert end.event == "done" and json.loads(end.data or "")["stop_reason"] == "end_turn"
+        frames = await demo.read_reply(cid, "".join(parts))
+        assert json.loads(terminal(frames).data or "")["stop_reason"] == "end_turn"
         ids = [int(f.id) for f in frames if f.id is not None]
         assert ids == sorted(ids) and len(set(ids)) == len(ids)
 
@@ -262,11 +224,7 @@ async def test_a_second_question_while_one_streams_is_409(tmp_path: Path) -> Non
     async with running(tmp_path, fake) as demo:
         cid = await demo.conversation()
         await demo.ask(cid, "First")
-        refused = await demo.http.post(
-            f"/api/conversations/{cid}/messages", json={"content": "Second"}
-        )
-        assert refused.status_code == 409
-        assert "still answering" in refused.json()["error"]
+        await demo.refused(cid, "Second")
         rows = await demo.settled(cid)
         assert [r["content"] for r in rows if r["role"] == "user"] == ["First"]
         # Another conversation is not busy.
@@ -290,7 +248,7 @@ async def test_stop_ends_the_reply_cancelled(tmp_path: Path) -> None:
             assert response.status_code == 202
 
         stopper = asyncio.create_task(stop_soon())
-        status, frames = await read_stream(demo.http, cid)
+        status, frames = await demo.read_stream(cid)
         await stopper
         assert status == 200
         assert terminal(frames).event == "cancelled"
@@ -312,12 +270,12 @@ async def test_a_reload_replays_and_last_event_id_resumes_without_duplicates(
     async with running(tmp_path, fake) as demo:
         cid = await demo.conversation()
         await demo.ask(cid, "Keep talking")
-        _, first = await read_stream(demo.http, cid, stop_after=10)
+        _, first = await demo.read_stream(cid, stop_after=10)
         seen = [f for f in first if f.data and f.event is None][:10]
         last_id = seen[-1].id
         assert last_id is not None
 
-        _, resumed = await read_stream(demo.http, cid, last_event_id=last_id)
+        _, resumed = await demo.read_stream(cid, last_event_id=last_id)
         assert text_of(seen) + text_of(resumed) == "".join(parts)
         assert terminal(resumed).event == "done"
 
@@ -327,7 +285,7 @@ async def test_a_reload_replays_and_last_event_id_resumes_without_duplicates(
         cid = await demo.conversation()
         await demo.ask(cid, "Again")
         await asyncio.sleep(0.2)
-        _, replayed = await read_stream(demo.http, cid)
+        _, replayed = await demo.read_stream(cid)
         assert text_of(replayed) == "".join(parts)
         # A reconnect after the reply's end has nothing to resume.
         end_id = terminal(replayed).id
@@ -351,7 +309,7 @@ async def test_an_overloaded_error_fails_the_reply_readably(tmp_path: Path) -> N
         ]
         assert rows[-1]["error"] == {"type": "overloaded_error", "message": "busy"}
         # A stream that resumes before the end gets the error frame, readable.
-        status, frames = await read_stream(demo.http, cid, last_event_id="0")
+        status, frames = await demo.read_stream(cid, last_event_id="0")
         assert status == 200
         end = terminal(frames)
         assert end.event == "error"
@@ -374,7 +332,7 @@ async def test_an_error_mid_stream_is_an_error_frame(tmp_path: Path) -> None:
     async with running(tmp_path, fake) as demo:
         cid = await demo.conversation()
         await demo.ask(cid, "Hello")
-        status, frames = await read_stream(demo.http, cid, last_event_id="0")
+        status, frames = await demo.read_stream(cid, last_event_id="0")
         assert status == 200
         end = terminal(frames)
         assert end.event == "error"
@@ -392,7 +350,7 @@ async def test_model_text_is_stored_and_sent_as_text(tmp_path: Path) -> None:
         await demo.ask(cid, hostile)
         # From the start ("0" is before the memory broadcaster's first id), however fast
         # the reply was.
-        status, frames = await read_stream(demo.http, cid, last_event_id="0")
+        status, frames = await demo.read_stream(cid, last_event_id="0")
         assert status == 200 and text_of(frames) == hostile
         rows = await demo.settled(cid)
         assert [r["content"] for r in rows] == [hostile, hostile]
@@ -485,12 +443,12 @@ async def test_redis_with_tasks_streams_and_stops(tmp_path: Path) -> None:
     async with running(tmp_path, fake, redis_prefix=unique_prefix(), **options) as demo:
         cid = await demo.conversation()
         await demo.ask(cid, "Talk")
-        _, frames = await read_stream(demo.http, cid, stop_after=5)
+        _, frames = await demo.read_stream(cid, stop_after=5)
         first = [f for f in frames if f.data and f.event is None][:5]
         assert text_of(first) == "".join(parts[:5])
         assert "-" in (first[-1].id or "")  # Redis stream ids
         assert (await demo.http.post(f"/api/conversations/{cid}/stop")).status_code == 202
-        _, rest = await read_stream(demo.http, cid, last_event_id=first[-1].id)
+        _, rest = await demo.read_stream(cid, last_event_id=first[-1].id)
         assert terminal(rest).event == "cancelled"
         rows = await demo.settled(cid)
         assert rows[-1]["status"] == "cancelled"

@@ -24,8 +24,8 @@ from anthropic_rx import testing
 from anthropic_rx.demo import DemoSettings, create_app
 
 from ..sinks._postgres import POSTGRES_HOST, POSTGRES_PORT, postgres_url
-from ..sinks._server import Frame, data_frames, parse_sse, serve
-from ._client import DemoClient
+from ..sinks._server import Frame, parse_sse, serve
+from ._client import DemoClient, terminal, text_of
 
 pytestmark = pytest.mark.services
 
@@ -50,6 +50,21 @@ async def fresh_database() -> AsyncIterator[str]:
         await admin.dispose()
 
 
+@pytest.fixture
+async def url() -> AsyncIterator[str]:
+    """The URL of a database of the test's own (:func:`fresh_database`), dropped after it."""
+    async with fresh_database() as made:
+        yield made
+
+
+def replying(count: int) -> tuple[testing.FakeAnthropic, list[str]]:
+    """A fake that answers once, ``count`` words at 100 tokens a second; and the words."""
+    fake = testing.FakeAnthropic()
+    parts = [f"w{i} " for i in range(count)]
+    fake.add_stream(testing.text_reply(*parts), tokens_per_second=100)
+    return fake, parts
+
+
 @contextlib.asynccontextmanager
 async def running(
     database_url: str, fake: testing.FakeAnthropic, cookies: httpx.Cookies | None = None
@@ -58,18 +73,6 @@ async def running(
     async with serve(create_app(settings), lifespan="on") as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=WAIT, cookies=cookies) as http:
             yield DemoClient(http, wait=WAIT)
-
-
-def text_of(frames: list[Frame]) -> str:
-    return "".join(
-        json.loads(f.data)["text"] for f in data_frames(frames) if f.event is None and f.data
-    )
-
-
-def terminal(frames: list[Frame]) -> Frame:
-    ends = [f for f in frames if f.event in ("done", "cancelled", "error")]
-    assert len(ends) == 1, frames
-    return ends[0]
 
 
 async def stored(database_url: str) -> list[tuple[str, str, str]]:
@@ -86,77 +89,67 @@ async def stored(database_url: str) -> list[tuple[str, str, str]]:
         await engine.dispose()
 
 
-async def test_a_reply_streams_is_stored_and_survives_a_restart() -> None:
-    fake = testing.FakeAnthropic()
-    parts = [f"w{i} " for i in range(30)]
-    fake.add_stream(testing.text_reply(*parts), tokens_per_second=100)
-    async with fresh_database() as url:
-        async with running(url, fake) as demo:
-            cid = await demo.conversation()
-            mid = await demo.ask(cid, "What is streaming?")
-            status, frames = await demo.read_stream(cid)
-            assert status == 200
-            assert text_of(frames) == "".join(parts)
-            end = terminal(frames)
-            assert end.event == "done"
-            assert json.loads(end.data or "")["stop_reason"] == "end_turn"
-            before = await demo.settled(cid)
-            assert [(r["role"], r["status"]) for r in before] == [
-                ("user", "finished"),
-                ("assistant", "finished"),
-            ]
-            reply = before[-1]
-            assert reply["id"] == mid and reply["content"] == "".join(parts)
-            assert reply["stop_reason"] == "end_turn"
-            assert reply["usage"] == {"input_tokens": 10, "output_tokens": 30}
-            cookies = demo.http.cookies
-        # The rows are PostgreSQL's, in this test's database.
-        assert await stored(url) == [
-            ("user", "finished", "What is streaming?"),
-            ("assistant", "finished", "".join(parts)),
+async def test_a_reply_streams_is_stored_and_survives_a_restart(url: str) -> None:
+    fake, parts = replying(30)
+    async with running(url, fake) as demo:
+        cid = await demo.conversation()
+        mid = await demo.ask(cid, "What is streaming?")
+        frames = await demo.read_reply(cid, "".join(parts))
+        assert json.loads(terminal(frames).data or "")["stop_reason"] == "end_turn"
+        before = await demo.settled(cid)
+        assert [(r["role"], r["status"]) for r in before] == [
+            ("user", "finished"),
+            ("assistant", "finished"),
         ]
+        reply = before[-1]
+        assert reply["id"] == mid and reply["content"] == "".join(parts)
+        assert reply["stop_reason"] == "end_turn"
+        assert reply["usage"] == {"input_tokens": 10, "output_tokens": 30}
+        cookies = demo.http.cookies
+    # The rows are PostgreSQL's, in this test's database.
+    assert await stored(url) == [
+        ("user", "finished", "What is streaming?"),
+        ("assistant", "finished", "".join(parts)),
+    ]
 
-        # A new app on the same database: the same browser finds its conversation unchanged.
-        async with running(url, fake, cookies) as demo:
-            assert await demo.messages(cid) == before
-            listed = (await demo.http.get("/api/conversations")).json()
-            assert [(c["id"], c["title"]) for c in listed] == [(cid, "What is streaming?")]
-            assert (await demo.http.get(f"/api/conversations/{cid}/stream")).status_code == 204
-        async with running(url, fake) as stranger:
-            response = await stranger.http.get(f"/api/conversations/{cid}/messages")
-            assert response.status_code == 404
+    # A new app on the same database: the same browser finds its conversation unchanged.
+    async with running(url, fake, cookies) as demo:
+        assert await demo.messages(cid) == before
+        listed = (await demo.http.get("/api/conversations")).json()
+        assert [(c["id"], c["title"]) for c in listed] == [(cid, "What is streaming?")]
+        assert (await demo.http.get(f"/api/conversations/{cid}/stream")).status_code == 204
+    async with running(url, fake) as stranger:
+        response = await stranger.http.get(f"/api/conversations/{cid}/messages")
+        assert response.status_code == 404
     assert len(fake.requests) == 1
 
 
-async def test_stop_ends_the_reply_cancelled() -> None:
-    fake = testing.FakeAnthropic()
-    parts = [f"w{i} " for i in range(300)]
-    fake.add_stream(testing.text_reply(*parts), tokens_per_second=100)
-    async with fresh_database() as url:
-        async with running(url, fake) as demo:
-            cid = await demo.conversation()
-            mid = await demo.ask(cid, "Talk")
-            frames: list[Frame] = []
-            body = b""
-            async with asyncio.timeout(WAIT):
-                async with demo.http.stream("GET", f"/api/conversations/{cid}/stream") as response:
-                    assert response.status_code == 200
-                    stopped = False
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        frames = parse_sse(body, complete=False)
-                        # Stop once text has been seen: the reply is mid-generation.
-                        if not stopped and text_of(frames):
-                            stop = await demo.http.post(f"/api/conversations/{cid}/stop")
-                            assert stop.status_code == 202
-                            stopped = True
-            assert terminal(frames).event == "cancelled"
-            shown = text_of(frames)
-            assert shown and "".join(parts).startswith(shown)
-            assert len(shown) < len("".join(parts))
-            rows = await demo.settled(cid)
-            assert rows[-1]["id"] == mid and rows[-1]["status"] == "cancelled"
-            assert rows[-1]["content"] == shown
-            await fake.wait_closed()
-        assert (await stored(url))[-1] == ("assistant", "cancelled", shown)
+async def test_stop_ends_the_reply_cancelled(url: str) -> None:
+    fake, parts = replying(300)
+    async with running(url, fake) as demo:
+        cid = await demo.conversation()
+        mid = await demo.ask(cid, "Talk")
+        frames: list[Frame] = []
+        body = b""
+        async with asyncio.timeout(WAIT):
+            async with demo.http.stream("GET", f"/api/conversations/{cid}/stream") as response:
+                assert response.status_code == 200
+                stopped = False
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    frames = parse_sse(body, complete=False)
+                    # Stop once text has been seen: the reply is mid-generation.
+                    if not stopped and text_of(frames):
+                        stop = await demo.http.post(f"/api/conversations/{cid}/stop")
+                        assert stop.status_code == 202
+                        stopped = True
+        assert terminal(frames).event == "cancelled"
+        shown = text_of(frames)
+        assert shown and "".join(parts).startswith(shown)
+        assert len(shown) < len("".join(parts))
+        rows = await demo.settled(cid)
+        assert rows[-1]["id"] == mid and rows[-1]["status"] == "cancelled"
+        assert rows[-1]["content"] == shown
+        await fake.wait_closed()
+    assert (await stored(url))[-1] == ("assistant", "cancelled", shown)
     assert fake.disconnects == 1

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -34,10 +33,9 @@ from anthropic_rx.demo._fake_reply import answer_text
 from anthropic_rx.demo._queue import NO_WORKER
 
 from .._services import redis_url, unique_prefix
-from ..sinks._server import Frame, parse_sse, serve
-from ._client import DemoClient
-from .test_app import terminal, text_of
-from .test_main import free_port, wait_healthy
+from ..sinks._server import serve
+from ._client import DemoClient, terminal, text_of
+from ._process import answer, clean_env, demo_process, free_port
 from .test_postgres import fresh_database
 
 pytestmark = pytest.mark.services
@@ -56,13 +54,6 @@ def demo_settings(tmp_path: Path, prefix: str, **options: Any) -> DemoSettings:
     }
     values.update(options)
     return DemoSettings(**values)
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without any Anthropic variable (no key ever reaches a test's child)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC")}
-    env.update(extra)
-    return env
 
 
 @dataclasses.dataclass
@@ -150,29 +141,6 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
         yield Pool(fast, slow)
 
 
-async def read_stream(
-    http: httpx.AsyncClient,
-    cid: str,
-    *,
-    last_event_id: str | None = None,
-    stop_after: int | None = None,
-) -> tuple[int, list[Frame]]:
-    """GET the stream; its status and frames (to the end, or ``stop_after`` text frames)."""
-    headers = {"last-event-id": last_event_id} if last_event_id else {}
-    body = b""
-    async with asyncio.timeout(WAIT):
-        async with http.stream(
-            "GET", f"/api/conversations/{cid}/stream", headers=headers
-        ) as response:
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                texts = [f for f in parse_sse(body, complete=False) if f.data and f.event is None]
-                if stop_after is not None and len(texts) >= stop_after:
-                    break
-            status = response.status_code
-    return status, parse_sse(body, complete=False)
-
-
 @contextlib.asynccontextmanager
 async def web(settings: DemoSettings) -> AsyncIterator[DemoClient]:
     """The demo app served in this process on loopback, and a browser-like client of it."""
@@ -187,10 +155,7 @@ async def test_a_question_streams_through_the_worker(pool: Pool) -> None:
         cid = await demo.conversation()
         mid = await demo.ask(cid, "What does the worker do?")
         # Asked right after the 202, as the page does: the reply, not 204.
-        status, frames = await read_stream(demo.http, cid)
-        assert status == 200
-        assert text_of(frames) == answer_text("What does the worker do?")
-        assert terminal(frames).event == "done"
+        frames = await demo.read_reply(cid, answer_text("What does the worker do?"))
         assert all("-" in (f.id or "") for f in frames if f.data)  # Redis stream ids
         rows = await demo.settled(cid)
         assert [(r["role"], r["status"]) for r in rows] == [
@@ -200,7 +165,7 @@ async def test_a_question_streams_through_the_worker(pool: Pool) -> None:
         assert rows[-1]["id"] == mid and rows[-1]["content"] == text_of(frames)
         # The next question gets its own reply, not the last one's (still on the channel).
         await demo.ask(cid, "And then?")
-        _, again = await read_stream(demo.http, cid)
+        _, again = await demo.read_stream(cid)
         assert text_of(again) == answer_text("And then?")
         assert [r["status"] for r in await demo.settled(cid)] == ["finished"] * 4
 
@@ -209,10 +174,10 @@ async def test_stop_from_the_web_process_cancels_the_reply(pool: Pool) -> None:
     async with web(pool.slow) as demo:
         cid = await demo.conversation()
         mid = await demo.ask(cid, "Talk slowly")
-        _, first = await read_stream(demo.http, cid, stop_after=3)
+        _, first = await demo.read_stream(cid, stop_after=3)
         seen = [f for f in first if f.data and f.event is None][:3]
         assert (await demo.http.post(f"/api/conversations/{cid}/stop")).status_code == 202
-        _, rest = await read_stream(demo.http, cid, last_event_id=seen[-1].id)
+        _, rest = await demo.read_stream(cid, last_event_id=seen[-1].id)
         assert terminal(rest).event == "cancelled"
         rows = await demo.settled(cid)
         assert rows[-1]["id"] == mid and rows[-1]["status"] == "cancelled"
@@ -225,11 +190,7 @@ async def test_a_second_question_while_one_streams_is_409(pool: Pool) -> None:
     async with web(pool.slow) as demo:
         cid = await demo.conversation()
         await demo.ask(cid, "First")
-        refused = await demo.http.post(
-            f"/api/conversations/{cid}/messages", json={"content": "Second"}
-        )
-        assert refused.status_code == 409
-        assert "still answering" in refused.json()["error"]
+        await demo.refused(cid, "Second")
         await demo.http.post(f"/api/conversations/{cid}/stop")
         rows = await demo.settled(cid)
         assert [r["content"] for r in rows if r["role"] == "user"] == ["First"]
@@ -247,9 +208,7 @@ async def test_two_web_processes_share_the_conversation(pool: Pool) -> None:
         other.http.cookies.update(one.http.cookies)
         # Posted through one, streamed from the other (which never saw the question).
         mid = await one.ask(cid, "Shared?")
-        status, frames = await read_stream(other.http, cid)
-        assert status == 200 and terminal(frames).event == "done"
-        assert text_of(frames) == answer_text("Shared?")
+        frames = await other.read_reply(cid, answer_text("Shared?"))
         rows = await other.settled(cid)
         assert rows[-1]["id"] == mid and rows[-1]["content"] == text_of(frames)
         assert [r["id"] for r in (await one.http.get("/api/conversations")).json()] == [cid]
@@ -318,7 +277,7 @@ async def test_a_reply_no_worker_starts_ends_readable(tmp_path: Path) -> None:
         mid = await demo.ask(cid, "Anyone there?")
         loop = asyncio.get_running_loop()
         started = loop.time()
-        status, frames = await read_stream(demo.http, cid)
+        status, frames = await demo.read_stream(cid)
         assert loop.time() - started < 2 * settings.worker_timeout + 1
         assert status == 200
         end = terminal(frames)
@@ -375,47 +334,16 @@ async def test_the_demo_with_redis_runs_its_worker_and_leaves_none(tmp_path: Pat
     settings = demo_settings(tmp_path, unique_prefix(), port=port, worker="child")
     env = clean_env(**settings.worker_env(), ANTHROPIC_RX_DEMO_PORT=str(port))
     env["ANTHROPIC_RX_DEMO_WORKER"] = "child"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "anthropic_rx.demo",
-        cwd=tmp_path,
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    children: list[int] = []
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=WAIT) as http:
-            await wait_healthy(http, process)
-            children = child_pids(process.pid)
-            assert len(children) == 1  # the worker
-            cid = (await http.post("/api/conversations")).json()["id"]
-            asked = await http.post(
-                f"/api/conversations/{cid}/messages", json={"content": "via the child"}
-            )
-            assert asked.status_code == 202
-            async with asyncio.timeout(WAIT):
-                stream = await http.get(f"/api/conversations/{cid}/stream")
-            frames = parse_sse(stream.content)
-            assert frames[-1].event == "done"
-            text = "".join(json.loads(f.data)["text"] for f in frames if f.event is None and f.data)
-            assert text == answer_text("via the child")
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGINT)
-        try:
-            async with asyncio.timeout(15):
-                _, stderr = await process.communicate()
-        except TimeoutError:
-            process.kill()
-            for pid in children:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            raise
-    assert process.returncode == 0, stderr.decode()
-    assert b"Traceback" not in stderr, stderr.decode()
-    for pid in children:
+    async with demo_process(
+        "anthropic_rx.demo", port=port, cwd=tmp_path, env=env, stop=signal.SIGINT, wait=WAIT
+    ) as demo:
+        demo.children = child_pids(demo.process.pid)
+        assert len(demo.children) == 1  # the worker
+        text = await answer(demo.http, "via the child", wait=WAIT)
+        assert text == answer_text("via the child")
+    assert demo.process.returncode == 0, demo.stderr.decode()
+    assert b"Traceback" not in demo.stderr, demo.stderr.decode()
+    for pid in demo.children:
         assert gone(pid), f"worker {pid} outlived the demo"
 
 
@@ -426,44 +354,22 @@ async def test_sigterm_stops_the_demo_and_its_worker_mid_reply(tmp_path: Path) -
     )
     env = clean_env(**settings.worker_env(), ANTHROPIC_RX_DEMO_PORT=str(port))
     env["ANTHROPIC_RX_DEMO_WORKER"] = "child"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "anthropic_rx",
-        "demo",
-        cwd=tmp_path,
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,  # the worker's too: it shares the demo's stderr
-    )
-    children: list[int] = []
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=WAIT) as http:
-            await wait_healthy(http, process)
-            children = child_pids(process.pid)
-            assert len(children) == 1
-            cid = (await http.post("/api/conversations")).json()["id"]
-            mid = (
-                await http.post(f"/api/conversations/{cid}/messages", json={"content": "Long"})
-            ).json()["message_id"]
-            _, frames = await read_stream(http, cid, stop_after=2)
-            assert text_of(frames)
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(15):
-                _, stderr = await process.communicate()
-        except TimeoutError:
-            process.kill()
-            for pid in children:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            raise
+    # Its stderr is the worker's too: the child shares the demo's.
+    async with demo_process(
+        "anthropic_rx", "demo", port=port, cwd=tmp_path, env=env, stop=signal.SIGTERM, wait=WAIT
+    ) as demo:
+        demo.children = child_pids(demo.process.pid)
+        assert len(demo.children) == 1
+        cid = (await demo.http.post("/api/conversations")).json()["id"]
+        mid = (
+            await demo.http.post(f"/api/conversations/{cid}/messages", json={"content": "Long"})
+        ).json()["message_id"]
+        _, frames = await DemoClient(demo.http, wait=WAIT).read_stream(cid, stop_after=2)
+        assert text_of(frames)
     # Ended by SIGTERM's default action once both were down, as uvicorn alone ends.
-    assert process.returncode == -signal.SIGTERM, stderr.decode()
-    assert b"Traceback" not in stderr, stderr.decode()
-    for pid in children:
+    assert demo.process.returncode == -signal.SIGTERM, demo.stderr.decode()
+    assert b"Traceback" not in demo.stderr, demo.stderr.decode()
+    for pid in demo.children:
         assert gone(pid), f"worker {pid} outlived the demo"
     # The worker cancelled the reply it was streaming: its row says so.
     assert reply_status(tmp_path / "demo.db", mid) == "incomplete"

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+import reactivex
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -62,6 +63,12 @@ def error_texts(error: BaseException) -> Iterator[str]:
         pending += [current.__cause__, current.__context__]
 
 
+@pytest.fixture(autouse=True)
+def _debug_logs(caplog: pytest.LogCaptureFixture) -> None:
+    """Every test captures the log at DEBUG, from every logger (see :func:`logged`)."""
+    caplog.set_level(logging.DEBUG)
+
+
 def logged(caplog: pytest.LogCaptureFixture) -> str:
     """Every captured log record, formatted with its traceback."""
     return "\n".join(_FORMAT.format(record) for record in caplog.records)
@@ -100,8 +107,39 @@ def plan(fake: testing.FakeAnthropic, flow: str) -> None:
         fake.add_response(200, f'{{"key": "{API_KEY}"}}'.encode(), content_type="application/json")
     elif flow == "stall":
         fake.add_stream(reply, headers=echo, stall_after=200, stall_for=5.0)
+    elif flow == "echoing-error":
+        echoing_error(fake)
     else:
         raise AssertionError(flow)
+
+
+def planned(flow: str, times: int = 1) -> testing.FakeAnthropic:
+    """A fake that answers ``times`` requests (retries included) with the failure ``flow``."""
+    fake = testing.FakeAnthropic()
+    for _ in range(times):
+        plan(fake, flow)
+    return fake
+
+
+def echoing_error(fake: testing.FakeAnthropic) -> None:
+    """Queue a reply whose stream breaks off with an error event that echoes the key."""
+    fake.add_stream(testing.text_reply(*WORDS), error_after=(4, "api_error", f"bad: {API_KEY}"))
+
+
+async def in_every_format(
+    source: Callable[[], reactivex.Observable[Any]],
+) -> list[httpx.Response]:
+    """GET ``sinks.sse_response(source())`` once in each of :data:`FORMATS`, in order (each
+    request within ``WAIT`` seconds, else httpx's TimeoutException): the responses, read whole."""
+
+    async def endpoint(request: Request) -> Response:
+        return sinks.sse_response(source(), format=FORMATS[int(request.query_params["format"])])
+
+    app = Starlette(routes=[Route("/sse", endpoint)])
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app), base_url="http://test", timeout=WAIT
+    ) as http:
+        return [await http.get("/sse", params={"format": index}) for index in range(len(FORMATS))]
 
 
 CLIENT_FLOWS = ["401", "529", "cut", "truncated", "400", "html", "not-sse", "stall"]
@@ -112,9 +150,7 @@ CLIENT_FLOWS = ["401", "529", "cut", "truncated", "400", "html", "not-sse", "sta
 async def test_client_errors_never_show_the_key(
     flow: str, over: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
-    fake = testing.FakeAnthropic()
-    plan(fake, flow)
+    fake = planned(flow)
     options: dict[str, Any] = {"api_key": API_KEY, "max_retries": 1, "idle_timeout": 0.3}
     errors: list[BaseException] = []
     async with contextlib.AsyncExitStack() as stack:
@@ -135,7 +171,6 @@ async def test_client_errors_never_show_the_key(
 
 
 async def test_a_refused_connection_never_shows_the_key(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
     with socketless_port() as port:
         async with arx.Client(
             base_url=f"http://127.0.0.1:{port}", api_key=API_KEY, max_retries=1
@@ -200,13 +235,8 @@ def test_refused_options_never_show_the_key(make: Callable[[], object]) -> None:
 # --- an error event in the stream that echoes the key ----------------------------------------
 
 
-def echoing_error(fake: testing.FakeAnthropic) -> None:
-    fake.add_stream(testing.text_reply(*WORDS), error_after=(4, "api_error", f"bad: {API_KEY}"))
-
-
 async def test_an_error_event_echoing_the_key_is_raised_without_it() -> None:
-    fake = testing.FakeAnthropic()
-    echoing_error(fake)
+    fake = planned("echoing-error")
     async with arx.Client(transport=fake.transport, api_key=API_KEY, max_retries=0) as client:
         with pytest.raises(arx.InternalServerError) as caught:
             await arx.final_message(client.stream(**PARAMS))
@@ -219,7 +249,6 @@ async def test_an_error_event_echoing_the_key_is_raised_without_it() -> None:
 async def test_recorded_sse_files_never_hold_the_key(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     fake = testing.FakeAnthropic()
     reply = testing.text_reply(*WORDS)
     fake.add_stream(reply, headers={"x-echo": API_KEY})
@@ -245,38 +274,18 @@ async def test_recorded_sse_files_never_hold_the_key(
 SSE_FLOWS = ["401", "529", "cut", "truncated", "400", "html", "not-sse", "echoing-error"]
 
 
-def plan_sse(fake: testing.FakeAnthropic, flow: str) -> None:
-    if flow == "echoing-error":
-        echoing_error(fake)
-    else:
-        plan(fake, flow)
-
-
 @pytest.mark.parametrize("flow", SSE_FLOWS)
 async def test_sse_frames_in_every_format_never_show_the_key(
     flow: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
-    fake = testing.FakeAnthropic()
-    for _ in FORMATS:
-        plan_sse(fake, flow)
+    fake = planned(flow, times=len(FORMATS))
     bodies: list[str] = []
     async with arx.Client(transport=fake.transport, api_key=API_KEY, max_retries=1) as client:
-
-        async def endpoint(request: Request) -> Response:
-            return sinks.sse_response(
-                client.stream(**PARAMS), format=FORMATS[int(request.query_params["format"])]
-            )
-
-        app = Starlette(routes=[Route("/sse", endpoint)])
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app), base_url="http://test", timeout=WAIT
-        ) as http:
-            for format in FORMATS:
-                response = await http.get("/sse", params={"format": FORMATS.index(format)})
-                assert response.status_code == 200
-                assert "error" in response.text, (format, response.text[-300:])
-                bodies += [response.text, repr(response.headers)]
+        responses = await in_every_format(lambda: client.stream(**PARAMS))
+    for format, response in zip(FORMATS, responses, strict=True):
+        assert response.status_code == 200
+        assert "error" in response.text, (format, response.text[-300:])
+        bodies += [response.text, repr(response.headers)]
     assert_clean(*bodies, logged(caplog))
 
 
@@ -284,9 +293,7 @@ async def test_sse_frames_in_every_format_never_show_the_key(
 async def test_the_broadcast_and_the_row_never_show_the_key(
     flow: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
-    fake = testing.FakeAnthropic()
-    plan_sse(fake, flow)
+    fake = planned(flow)
     hub = sinks.MemoryBroadcaster()
     writer = DatabaseWriter(f"sqlite+aiosqlite:///{tmp_path}/db")
     await writer.create_all()
@@ -302,19 +309,9 @@ async def test_the_broadcast_and_the_row_never_show_the_key(
                         shown.append(repr(item))
                 with contextlib.suppress(arx.AnthropicRxError):
                     await job
-
-            def endpoint(request: Request) -> Response:
-                return sinks.sse_response(
-                    hub.subscribe("c.1"), format=FORMATS[int(request.query_params["format"])]
-                )
-
-            app = Starlette(routes=[Route("/sse", endpoint)])
-            async with httpx.AsyncClient(
-                transport=httpx.ASGITransport(app), base_url="http://test", timeout=WAIT
-            ) as http:
-                for format in FORMATS:
-                    response = await http.get("/sse", params={"format": FORMATS.index(format)})
-                    shown.append(response.text)
+            shown += [
+                response.text for response in await in_every_format(lambda: hub.subscribe("c.1"))
+            ]
         row = await writer.get("m1")
         assert row is not None and row.status in ("failed", "incomplete")
         shown.append(repr(row))
@@ -358,7 +355,6 @@ async def demo_on_the_fake(
 async def test_the_demo_never_shows_the_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     flows = SSE_FLOWS
     shown: list[str] = []
     async with demo_on_the_fake(tmp_path, monkeypatch) as (http, fake):
@@ -372,7 +368,7 @@ async def test_the_demo_never_shows_the_key(
         for flow in flows:
             created = await http.post("/api/conversations")
             cid = created.json()["id"]
-            plan_sse(fake, flow)
+            plan(fake, flow)
             asked = await http.post(f"/api/conversations/{cid}/messages", json={"content": "hi"})
             shown.extend([created.text, asked.text, repr(asked.headers)])
             assert asked.status_code == 202, asked.text

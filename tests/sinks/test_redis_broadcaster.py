@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 import anthropic_rx as arx
 from anthropic_rx import sinks, testing
 from anthropic_rx._pacing import Demand, demand_scope
-from anthropic_rx.sinks._hub import Cursor, encode_event, encode_terminal
+from anthropic_rx.sinks._hub import Cursor, Lease, encode_event, encode_terminal
 from anthropic_rx.sinks._redis import RedisBackend
 from tests._services import RedisServer, redis_url, unique_prefix
 from tests.sinks.test_broadcast import Feed, collect, opened, reply_events, until, wire, words
@@ -40,8 +40,51 @@ async def hub() -> AsyncIterator[sinks.RedisBroadcaster]:
     await made.aclose()
 
 
+@pytest.fixture
+async def backend() -> AsyncIterator[RedisBackend]:
+    """A backend on the shared server under a prefix of its own, closed after the test."""
+    made = RedisBackend(redis_url(), prefix=unique_prefix())
+    yield made
+    await made.aclose()
+
+
 def stale() -> sinks.Broadcast:
     return sinks.Broadcast("", end="error", error_class="IncompleteStreamError", error_message="x")
+
+
+async def logged(
+    backend: RedisBackend, events: Sequence[arx.MessageStreamEvent]
+) -> tuple[Lease, Cursor]:
+    """Open a reply on ``"c"`` and log ``events`` in it: its lease, and a cursor at its start.
+
+    Raises what the backend raises (``ChannelBusyError`` if a live reply holds the channel).
+    """
+    lease = await backend.try_open("c", lease=5, stale_terminal=stale(), ttl=60)
+    await backend.append("c", lease, events)
+    cursor = await backend.resolve("c", None)
+    assert cursor is not None
+    return lease, cursor
+
+
+async def publishing(
+    hub: sinks.RedisBroadcaster, reply: testing.Reply, first: int
+) -> tuple[Feed, asyncio.Task[arx.Message | None]]:
+    """Publish ``reply`` on ``"c"`` in a task, releasing its ``first`` events: its feed and the
+    task, once the reply's first entry is logged (within ``WAIT`` seconds, else TimeoutError).
+    The caller releases the rest and awaits or cancels the task."""
+    feed = Feed(reply)
+    job = asyncio.create_task(hub.publish("c", feed.observable()))
+    feed.send(first)
+    await opened(hub, "c")
+    return feed, job
+
+
+async def finish(feed: Feed, job: asyncio.Task[arx.Message | None]) -> arx.Message | None:
+    """Release the rest of ``feed``, end it, and return what its publish returned (raising what
+    it raised; TimeoutError after ``WAIT`` seconds)."""
+    feed.send()
+    feed.complete()
+    return await asyncio.wait_for(job, WAIT)
 
 
 # --- ids, keys, names ------------------------------------------------------------------------
@@ -89,10 +132,7 @@ async def test_a_live_replys_keys_expire_after_the_publisher_stops_renewing_them
     hub = sinks.RedisBroadcaster(redis_url(), prefix=unique_prefix(), ttl=0.3, stale_after=0.3)
     client = Redis.from_url(redis_url())
     try:
-        feed = Feed(words(5))
-        job = asyncio.create_task(hub.publish("c", feed.observable()))
-        feed.send(3)
-        await opened(hub, "c")
+        _, job = await publishing(hub, words(5), 3)
         ttl = await client.pttl(f"{hub.prefix}:{{c}}:log")
         assert 0 < ttl <= 300 + 200 + 50  # ttl + the lease (stale_after * 2/3)
         job.cancel()
@@ -108,60 +148,56 @@ async def test_a_live_replys_keys_expire_after_the_publisher_stops_renewing_them
 # --- fencing ---------------------------------------------------------------------------------
 
 
-async def test_a_stale_publisher_can_never_write_into_the_reply_that_took_its_channel() -> None:
-    backend = RedisBackend(redis_url(), prefix=unique_prefix())
+async def test_a_stale_publisher_can_never_write_into_the_reply_that_took_its_channel(
+    backend: RedisBackend,
+) -> None:
     events = reply_events(words(3))
-    try:
-        old = await backend.try_open("c", lease=0.05, stale_terminal=stale(), ttl=60)
-        await backend.append("c", old, events[:2])
-        await asyncio.sleep(0.1)  # its lease lapsed: it stopped beating
-        new = await backend.try_open("c", lease=5, stale_terminal=stale(), ttl=60)
-        for write in (
-            backend.append("c", old, events[2:]),
-            backend.heartbeat("c", old, duration=5),
-            backend.finish("c", old, sinks.Broadcast("", end="done"), ttl=60),
-        ):
-            with pytest.raises(sinks.BroadcastError):
-                await write
-        await backend.append("c", new, events)
-        cursor = await backend.resolve("c", None)
-        assert cursor is not None and cursor.reply == new.reply
-        entries = await backend.read("c", cursor, count=100, block=0)
-        assert wire([entry.event for entry in entries]) == wire(events)  # nothing of the old
-        # The old reply ended with the stale terminal (its readers learn it stopped).
-        with pytest.raises(sinks.ChannelBusyError):
-            await backend.try_open("c", lease=5, stale_terminal=stale(), ttl=60)
-    finally:
-        await backend.aclose()
+    old = await backend.try_open("c", lease=0.05, stale_terminal=stale(), ttl=60)
+    await backend.append("c", old, events[:2])
+    await asyncio.sleep(0.1)  # its lease lapsed: it stopped beating
+    new = await backend.try_open("c", lease=5, stale_terminal=stale(), ttl=60)
+    for write in (
+        backend.append("c", old, events[2:]),
+        backend.heartbeat("c", old, duration=5),
+        backend.finish("c", old, sinks.Broadcast("", end="done"), ttl=60),
+    ):
+        with pytest.raises(sinks.BroadcastError):
+            await write
+    await backend.append("c", new, events)
+    cursor = await backend.resolve("c", None)
+    assert cursor is not None and cursor.reply == new.reply
+    entries = await backend.read("c", cursor, count=100, block=0)
+    assert wire([entry.event for entry in entries]) == wire(events)  # nothing of the old
+    # The old reply ended with the stale terminal (its readers learn it stopped).
+    with pytest.raises(sinks.ChannelBusyError):
+        await backend.try_open("c", lease=5, stale_terminal=stale(), ttl=60)
 
 
-async def test_an_append_retried_after_its_reply_was_lost_is_not_logged_twice() -> None:
-    backend = RedisBackend(redis_url(), prefix=unique_prefix())
+async def test_an_append_retried_after_its_reply_was_lost_is_not_logged_twice(
+    backend: RedisBackend,
+) -> None:
     events = reply_events(words(3))
-    try:
-        lease = await backend.try_open("c", lease=5, stale_terminal=stale(), ttl=60)
-        await backend.append("c", lease, events[:2])
-        keys = backend.keys("c")
-        # The same append twice, as redis-py's retry sends it when a reply was lost.
-        args: list[bytes | str | int] = [
-            lease.token,
-            "nonce-1",
-            backend.max_entries,
-            "w",
-            encode_event(events[2]),
-        ]
-        for _ in range(2):
-            await backend._append(keys=keys[:2], args=args)
-        await backend.finish("c", lease, sinks.Broadcast("", end="cancelled"), ttl=60)
-        await backend.finish("c", lease, sinks.Broadcast("", end="cancelled"), ttl=60)
-        cursor = await backend.resolve("c", None)
-        assert cursor is not None
-        entries = await backend.read("c", cursor, count=100, block=0)
-        assert [entry.end for entry in entries] == [None, None, None, "cancelled"]
-        assert wire([entry.event for entry in entries]) == wire(events[:3])
-        assert encode_terminal(entries[-1]) == encode_terminal(sinks.Broadcast("", end="cancelled"))
-    finally:
-        await backend.aclose()
+    lease = await backend.try_open("c", lease=5, stale_terminal=stale(), ttl=60)
+    await backend.append("c", lease, events[:2])
+    keys = backend.keys("c")
+    # The same append twice, as redis-py's retry sends it when a reply was lost.
+    args: list[bytes | str | int] = [
+        lease.token,
+        "nonce-1",
+        backend.max_entries,
+        "w",
+        encode_event(events[2]),
+    ]
+    for _ in range(2):
+        await backend._append(keys=keys[:2], args=args)
+    await backend.finish("c", lease, sinks.Broadcast("", end="cancelled"), ttl=60)
+    await backend.finish("c", lease, sinks.Broadcast("", end="cancelled"), ttl=60)
+    cursor = await backend.resolve("c", None)
+    assert cursor is not None
+    entries = await backend.read("c", cursor, count=100, block=0)
+    assert [entry.end for entry in entries] == [None, None, None, "cancelled"]
+    assert wire([entry.event for entry in entries]) == wire(events[:3])
+    assert encode_terminal(entries[-1]) == encode_terminal(sinks.Broadcast("", end="cancelled"))
 
 
 # --- trimming ---------------------------------------------------------------------------------
@@ -171,18 +207,13 @@ async def test_a_cursor_trimmed_off_the_stream_is_a_resume_error_never_a_gap() -
     hub = sinks.RedisBroadcaster(redis_url(), prefix=unique_prefix(), max_entries=16)
     try:
         first_ids: list[str] = []
-        feed = Feed(words(300))
-        job = asyncio.create_task(hub.publish("c", feed.observable()))
-        feed.send(5)
-        await opened(hub, "c")
+        feed, job = await publishing(hub, words(300), 5)
         async with asyncio.timeout(WAIT):
             async for item in arx.to_async_iterator(hub.subscribe("c")):
                 first_ids.append(item.id)
                 if len(first_ids) == 3:
                     break
-        feed.send()
-        feed.complete()
-        await asyncio.wait_for(job, WAIT)
+        await finish(feed, job)
         items, error = await collect(hub.subscribe("c"))
         assert items == [] and isinstance(error, sinks.ResumeError)
         items, error = await collect(hub.subscribe("c", last_event_id=first_ids[1]))
@@ -209,19 +240,14 @@ async def test_a_hundred_subscribers_share_a_few_connections_and_their_reads() -
         hub = sinks.RedisBroadcaster(server.url, max_connections=4)
         probe = Redis.from_url(server.url)
         try:
-            feed = Feed(words(60))
-            job = asyncio.create_task(hub.publish("c", feed.observable()))
-            feed.send(2)
-            await opened(hub, "c")
+            feed, job = await publishing(hub, words(60), 2)
             subscribers = [asyncio.create_task(collect(hub.subscribe("c"))) for _ in range(100)]
             await asyncio.sleep(0.2)  # all of them waiting for the next entry
             for _ in range(6):
                 feed.send(10)
                 await asyncio.sleep(0.02)
             clients = await probe.client_list()
-            feed.send()
-            feed.complete()
-            await asyncio.wait_for(job, WAIT)
+            await finish(feed, job)
             results = await asyncio.gather(*subscribers)
             stats = await probe.info("commandstats")
         finally:
@@ -239,10 +265,7 @@ async def test_a_waiting_subscriber_is_woken_by_the_write_not_by_its_poll() -> N
     # stale_after=60: a subscriber looks again every 10 s unless a wake-up comes.
     hub = sinks.RedisBroadcaster(redis_url(), prefix=unique_prefix(), stale_after=60)
     try:
-        feed = Feed(words(5))
-        job = asyncio.create_task(hub.publish("c", feed.observable()))
-        feed.send(2)
-        await opened(hub, "c")
+        feed, job = await publishing(hub, words(5), 2)
         iterator = arx.to_async_iterator(hub.subscribe("c"))
         async with asyncio.timeout(WAIT):
             for _ in range(2):
@@ -255,9 +278,7 @@ async def test_a_waiting_subscriber_is_woken_by_the_write_not_by_its_poll() -> N
                 await iterator.__anext__()
                 delays.append(time.monotonic() - sent)
         await iterator.aclose()
-        feed.send()
-        feed.complete()
-        await asyncio.wait_for(job, WAIT)
+        await finish(feed, job)
     finally:
         await hub.aclose()
     assert max(delays) < 0.1, delays
@@ -329,10 +350,7 @@ async def test_live_subscribers_are_handed_each_entry_by_one_shared_read() -> No
     hub = sinks.RedisBroadcaster(redis_url(), prefix=unique_prefix(), stale_after=60)
     backend = backend_of(hub)
     try:
-        feed = Feed(words(12))
-        job = asyncio.create_task(hub.publish("c", feed.observable()))
-        feed.send(2)
-        await opened(hub, "c")
+        feed, job = await publishing(hub, words(12), 2)
         received = [Received(hub.subscribe("c")) for _ in range(20)]
         for one in received:
             await one.count(2)
@@ -346,9 +364,7 @@ async def test_live_subscribers_are_handed_each_entry_by_one_shared_read() -> No
                 await one.count(3 + step)
         live_phase = list(reads.tasks)
         assert live_readers(hub, "c") == 20  # all still handed entries, none reading
-        feed.send()
-        feed.complete()
-        await asyncio.wait_for(job, WAIT)
+        await finish(feed, job)
         for one in received:
             await asyncio.wait_for(one.done, WAIT)
         log, _ = await collect(hub.subscribe("c"))
@@ -370,10 +386,7 @@ async def test_a_live_subscriber_that_falls_behind_reads_on_then_rejoins_without
 ):
     hub = sinks.RedisBroadcaster(redis_url(), prefix=unique_prefix(), stale_after=60)
     try:
-        feed = Feed(words(40))
-        job = asyncio.create_task(hub.publish("c", feed.observable()))
-        feed.send(2)
-        await opened(hub, "c")
+        feed, job = await publishing(hub, words(40), 2)
         demand = Demand()
         fast, slow = Received(hub.subscribe("c")), Received(hub.subscribe("c"), demand)
         await fast.count(2)
@@ -389,9 +402,7 @@ async def test_a_live_subscriber_that_falls_behind_reads_on_then_rejoins_without
         await until(lambda: live_readers(hub, "c") == 2)  # caught up: handed entries again
         feed.send(10)
         await slow.count(22)
-        feed.send()
-        feed.complete()
-        await asyncio.wait_for(job, WAIT)
+        await finish(feed, job)
         await asyncio.wait_for(asyncio.gather(fast.done, slow.done), WAIT)
         log, _ = await collect(hub.subscribe("c"))
     finally:
@@ -416,121 +427,109 @@ class Pushed:
         return True
 
 
-async def test_a_reader_registers_only_where_the_shared_read_misses_nothing_after_it() -> None:
-    backend = RedisBackend(redis_url(), prefix=unique_prefix())
+async def test_a_reader_registers_only_where_the_shared_read_misses_nothing_after_it(
+    backend: RedisBackend,
+) -> None:
     events = reply_events(words(4))
-    try:
-        lease = await backend.try_open("c", lease=5, stale_terminal=stale(), ttl=60)
-        await backend.append("c", lease, events[:2])
-        cursor = await backend.resolve("c", None)
-        assert cursor is not None
-        reply = cursor.reply
-        start = Cursor(reply, (await backend.read("c", cursor, count=10, block=1.0))[-1].id)
-        first, behind, at, ahead = Pushed(), Pushed(), Pushed(), Pushed()
-        assert backend.follow_live("c", start, first, block=WAIT)
-        await backend.append("c", lease, events[2:3])
-        await until(lambda: len(first.entries) == 1)
-        third = first.entries[0].id
-        # Handed out after ``start``: a reader there would miss it, so it reads on itself.
-        assert not backend.follow_live("c", start, behind, block=WAIT)
-        assert backend.follow_live("c", Cursor(reply, third), at, block=WAIT)
-        await backend.append("c", lease, events[3:4])
-        # Its own read went past the shared one (or as far): it gets what follows, once.
-        fourth = (await backend.read("c", Cursor(reply, third), count=10, block=0))[0].id
-        assert backend.follow_live("c", Cursor(reply, fourth), ahead, block=WAIT)
-        await backend.append("c", lease, events[4:5])
-        await until(lambda: len(first.entries) == 3)
-        await until(lambda: len(ahead.entries) == 1)
-        log = await backend.read("c", cursor, count=10, block=0)
-        ids = [entry.id for entry in log]
-        assert [entry.id for entry in first.entries] == ids[2:5]
-        assert [entry.id for entry in at.entries] == ids[3:5]
-        assert [entry.id for entry in ahead.entries] == ids[4:5]
-        await backend.finish("c", lease, sinks.Broadcast("", end="done"), ttl=60)
-        await until(lambda: first.looks == at.looks == ahead.looks == 1)  # the end: read it
-        assert first.entries[-1].end == "done" and behind.entries == [] and behind.looks == 0
-        assert "c" not in backend._lives
-    finally:
-        await backend.aclose()
+    lease, cursor = await logged(backend, events[:2])
+    reply = cursor.reply
+    start = Cursor(reply, (await backend.read("c", cursor, count=10, block=1.0))[-1].id)
+    first, behind, at, ahead = Pushed(), Pushed(), Pushed(), Pushed()
+    assert backend.follow_live("c", start, first, block=WAIT)
+    await backend.append("c", lease, events[2:3])
+    await until(lambda: len(first.entries) == 1)
+    third = first.entries[0].id
+    # Handed out after ``start``: a reader there would miss it, so it reads on itself.
+    assert not backend.follow_live("c", start, behind, block=WAIT)
+    assert backend.follow_live("c", Cursor(reply, third), at, block=WAIT)
+    await backend.append("c", lease, events[3:4])
+    # Its own read went past the shared one (or as far): it gets what follows, once.
+    fourth = (await backend.read("c", Cursor(reply, third), count=10, block=0))[0].id
+    assert backend.follow_live("c", Cursor(reply, fourth), ahead, block=WAIT)
+    await backend.append("c", lease, events[4:5])
+    await until(lambda: len(first.entries) == 3)
+    await until(lambda: len(ahead.entries) == 1)
+    log = await backend.read("c", cursor, count=10, block=0)
+    ids = [entry.id for entry in log]
+    assert [entry.id for entry in first.entries] == ids[2:5]
+    assert [entry.id for entry in at.entries] == ids[3:5]
+    assert [entry.id for entry in ahead.entries] == ids[4:5]
+    await backend.finish("c", lease, sinks.Broadcast("", end="done"), ttl=60)
+    await until(lambda: first.looks == at.looks == ahead.looks == 1)  # the end: read it
+    assert first.entries[-1].end == "done" and behind.entries == [] and behind.looks == 0
+    assert "c" not in backend._lives
 
 
-async def test_a_live_reader_is_told_to_look_again_after_block_seconds_without_entries() -> None:
-    backend = RedisBackend(redis_url(), prefix=unique_prefix())
-    try:
-        lease = await backend.try_open("c", lease=5, stale_terminal=stale(), ttl=60)
-        await backend.append("c", lease, reply_events(words(1))[:1])
-        cursor = await backend.resolve("c", None)
-        assert cursor is not None
-        entries = await backend.read("c", cursor, count=10, block=1.0)
-        reader = Pushed()
-        registered = time.monotonic()
-        assert backend.follow_live("c", Cursor(cursor.reply, entries[-1].id), reader, block=0.1)
-        await until(lambda: reader.looks == 1)  # so its follower checks for a stale publisher
-        assert time.monotonic() - registered >= 0.09 and reader.entries == []
-        assert "c" not in backend._lives
-    finally:
-        await backend.aclose()
+async def test_a_live_reader_is_told_to_look_again_after_block_seconds_without_entries(
+    backend: RedisBackend,
+) -> None:
+    _, cursor = await logged(backend, reply_events(words(1))[:1])
+    entries = await backend.read("c", cursor, count=10, block=1.0)
+    reader = Pushed()
+    registered = time.monotonic()
+    assert backend.follow_live("c", Cursor(cursor.reply, entries[-1].id), reader, block=0.1)
+    await until(lambda: reader.looks == 1)  # so its follower checks for a stale publisher
+    assert time.monotonic() - registered >= 0.09 and reader.entries == []
+    assert "c" not in backend._lives
 
 
-async def test_readers_asking_at_once_share_one_read_and_a_later_one_sees_every_write() -> None:
-    backend = RedisBackend(redis_url(), prefix=unique_prefix())
+async def test_readers_asking_at_once_share_one_read_and_a_later_one_sees_every_write(
+    backend: RedisBackend,
+) -> None:
     events = reply_events(words(3))
-    try:
-        lease = await backend.try_open("c", lease=5, stale_terminal=stale(), ttl=60)
-        await backend.append("c", lease, events[:2])
-        cursor = await backend.resolve("c", None)
-        assert cursor is not None
-        reads = Reads(backend)
-        together = await asyncio.gather(
-            *(backend.read("c", cursor, count=10, block=0) for _ in range(5))
-        )
-        assert len(reads.tasks) == 1 and all(entries == together[0] for entries in together)
-        sent = asyncio.create_task(backend.read("c", cursor, count=10, block=0))
-        await asyncio.sleep(0)  # the read is on its way
-        await backend.append("c", lease, events[2:3])
-        after = await backend.read("c", cursor, count=10, block=0)
-        assert len(await sent) in (2, 3) and len(after) == 3  # never the read sent before it
-    finally:
-        await backend.aclose()
+    lease, cursor = await logged(backend, events[:2])
+    reads = Reads(backend)
+    together = await asyncio.gather(
+        *(backend.read("c", cursor, count=10, block=0) for _ in range(5))
+    )
+    assert len(reads.tasks) == 1 and all(entries == together[0] for entries in together)
+    sent = asyncio.create_task(backend.read("c", cursor, count=10, block=0))
+    await asyncio.sleep(0)  # the read is on its way
+    await backend.append("c", lease, events[2:3])
+    after = await backend.read("c", cursor, count=10, block=0)
+    assert len(await sent) in (2, 3) and len(after) == 3  # never the read sent before it
 
 
-async def test_a_reader_at_the_end_it_read_waits_for_the_wake_up_without_reading_again() -> None:
-    backend = RedisBackend(redis_url(), prefix=unique_prefix())
+async def test_a_reader_at_the_end_it_read_waits_for_the_wake_up_without_reading_again(
+    backend: RedisBackend,
+) -> None:
     events = reply_events(words(3))
-    try:
-        lease = await backend.try_open("c", lease=5, stale_terminal=stale(), ttl=60)
-        await backend.append("c", lease, events[:2])
-        cursor = await backend.resolve("c", None)
-        assert cursor is not None
-        first = await backend.read("c", cursor, count=100, block=1.0)
-        assert len(first) == 2
-        wake = backend._wakes[f"{backend.prefix}:{{c}}:wake"]
-        await until(lambda: wake.generation >= 1)  # subscribed: every write is announced now
-        at_end = Cursor(cursor.reply, first[-1].id)
-        assert await backend.read("c", at_end, count=100, block=0.05) == []
-        reads = Reads(backend)
-        waiting = asyncio.create_task(backend.read("c", at_end, count=100, block=WAIT))
-        await asyncio.sleep(0.05)  # it waits, having read nothing yet
-        assert reads.tasks == [] and not waiting.done()
-        await backend.append("c", lease, events[2:3])
-        entries = await asyncio.wait_for(waiting, WAIT)
-        assert wire([entry.event for entry in entries]) == wire(events[2:3])
-        assert len(reads.tasks) == 1  # woken once, read once
-    finally:
-        await backend.aclose()
+    lease, cursor = await logged(backend, events[:2])
+    first = await backend.read("c", cursor, count=100, block=1.0)
+    assert len(first) == 2
+    wake = backend._wakes[f"{backend.prefix}:{{c}}:wake"]
+    await until(lambda: wake.generation >= 1)  # subscribed: every write is announced now
+    at_end = Cursor(cursor.reply, first[-1].id)
+    assert await backend.read("c", at_end, count=100, block=0.05) == []
+    reads = Reads(backend)
+    waiting = asyncio.create_task(backend.read("c", at_end, count=100, block=WAIT))
+    await asyncio.sleep(0.05)  # it waits, having read nothing yet
+    assert reads.tasks == [] and not waiting.done()
+    await backend.append("c", lease, events[2:3])
+    entries = await asyncio.wait_for(waiting, WAIT)
+    assert wire([entry.event for entry in entries]) == wire(events[2:3])
+    assert len(reads.tasks) == 1  # woken once, read once
 
 
 # --- faults ----------------------------------------------------------------------------------
+
+
+async def restart(server: RedisServer, feed: Feed) -> None:
+    """Kill ``server`` mid-reply, release 20 more events while it is down, start it again within
+    the publisher's retry window (0.3 s later), then release the rest of ``feed`` and end it."""
+    server.kill()
+    feed.send(20)
+    await asyncio.sleep(0.3)  # down a while: the publisher retries meanwhile
+    server.start()
+    feed.send()
+    feed.complete()
 
 
 async def test_redis_killed_mid_reply_ends_both_sides_with_api_connection_error() -> None:
     with RedisServer() as server:
         hub = sinks.RedisBroadcaster(server.url, retry_window=0.3, stale_after=1.0)
         try:
-            feed = Feed(words(50))
-            job = asyncio.create_task(hub.publish("c", feed.observable()))
-            feed.send(10)
-            await opened(hub, "c")
+            feed, job = await publishing(hub, words(50), 10)
             live = [asyncio.create_task(collect(hub.subscribe("c"))) for _ in range(3)]
             await asyncio.sleep(0.1)
             server.kill()
@@ -556,18 +555,10 @@ async def test_redis_restarted_within_the_retry_window_resumes_without_gap_or_du
     with RedisServer(persistent=True) as server:
         hub = sinks.RedisBroadcaster(server.url, retry_window=3.0, stale_after=10)
         try:
-            feed = Feed(words(60))
-            job = asyncio.create_task(hub.publish("c", feed.observable()))
-            feed.send(10)
-            await opened(hub, "c")
+            feed, job = await publishing(hub, words(60), 10)
             live = asyncio.create_task(collect(hub.subscribe("c"), within=15))
             await asyncio.sleep(0.1)
-            server.kill()
-            feed.send(20)
-            await asyncio.sleep(0.3)
-            server.start()
-            feed.send()
-            feed.complete()
+            await restart(server, feed)
             async with asyncio.timeout(15):
                 message = await job
                 items, error = await live
@@ -583,20 +574,12 @@ async def test_a_redis_restart_mid_reply_resumes_live_subscribers_without_gap_or
     with RedisServer(persistent=True) as server:
         hub = sinks.RedisBroadcaster(server.url, retry_window=3.0, stale_after=10)
         try:
-            feed = Feed(words(60))
-            job = asyncio.create_task(hub.publish("c", feed.observable()))
-            feed.send(10)
-            await opened(hub, "c")
+            feed, job = await publishing(hub, words(60), 10)
             received = [Received(hub.subscribe("c")) for _ in range(5)]
             for one in received:
                 await one.count(10)
             await until(lambda: live_readers(hub, "c") >= 5)  # handed entries by one read
-            server.kill()
-            feed.send(20)
-            await asyncio.sleep(0.3)
-            server.start()
-            feed.send()
-            feed.complete()
+            await restart(server, feed)
             async with asyncio.timeout(15):
                 message = await job
                 for one in received:

@@ -61,6 +61,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .. import Client, Message, MessageStreamEvent, cancel, sinks, testing
 from .. import operators as ops
+from ..sinks._schema import create_tables
 from ._fake_reply import PacedAnswer
 from ._queue import (
     JOB,
@@ -291,8 +292,7 @@ class Jobs:
             ImportError: arq jobs without arq installed (``pip install 'anthropic-rx[queue]'``).
         """
         await self.writer.create_all()
-        async with self.engine.begin() as conn:
-            await conn.run_sync(self.conversations.create, checkfirst=True)
+        await create_tables(self.engine, self.conversations)
         await self.writer.recover(older_than=_STALE if self.settings.redis_url else 0)
         if self.queued:
             self._queue = await connect_queue(self.settings)

@@ -86,6 +86,7 @@ from .._snapshot import MessageBuilder
 from ..operators._accumulate import _CHARS_PER_TOKEN, _generated_chars, cancelled_snapshot
 from ._errors import public_error
 from ._feed import feed_or_error
+from ._schema import create_tables
 
 __all__ = ["DEFAULT_TABLE", "DatabaseWriteError", "DatabaseWriter", "Status", "StoredMessage"]
 
@@ -334,13 +335,18 @@ class DatabaseWriter:
         """Create the table and its indexes when they do not exist (SQLite: switch the file
         to WAL mode, which the file keeps).
 
+        Processes that start together may call it at the same moment: the one that finds the
+        table made meanwhile tries again and finds it.
+
         Raises:
             sqlalchemy.exc.SQLAlchemyError: the database refused.
         """
-        async with self._write_lock(), self.engine.begin() as conn:
-            if self._dialect == "sqlite":
-                await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-            await conn.run_sync(self.table.create, checkfirst=True)
+        await create_tables(
+            self.engine,
+            self.table,
+            lock=self._write_lock(),
+            sqlite_wal=self._dialect == "sqlite",
+        )
 
     async def get(self, message_id: str) -> StoredMessage | None:
         """The row of ``message_id``, or ``None`` when there is none.

@@ -86,14 +86,8 @@ async def drive_async(
                 await _drive_timed(chunks, reader, demand, idle_timeout, deadline)
             if body.drain and reader.completed:
                 await _drain(chunks)
-        except httpx.DecodingError as exc:
-            reader.undecodable(exc)
-        except httpx.TransportError as exc:
-            reader.transport_failed(exc)
         except Exception as exc:
-            if reader.finished:  # raised by the subscriber's own on_completed / on_error
-                raise
-            reader.fail(exc)  # a failing user iterable or transport stream: its error, unchanged
+            _reading_failed(reader, exc)
     except BaseException:
         # Cancelled, or the subscriber's own error on its way out: that is what goes on; a
         # close failing as well must not replace it.
@@ -175,14 +169,8 @@ def drive_sync(body: Body, reader: EventReader) -> None:
                     break
             else:
                 reader.end()
-        except httpx.DecodingError as exc:
-            reader.undecodable(exc)
-        except httpx.TransportError as exc:
-            reader.transport_failed(exc)
         except Exception as exc:
-            if reader.finished:  # raised by the subscriber's own on_completed / on_error
-                raise
-            reader.fail(exc)
+            _reading_failed(reader, exc)
     except BaseException:
         # The exception on its way out is what matters; a close failing too must not hide it.
         if closer is not None:
@@ -191,3 +179,20 @@ def drive_sync(body: Body, reader: EventReader) -> None:
         raise
     if closer is not None:
         closer()
+
+
+def _reading_failed(reader: EventReader, exc: Exception) -> None:
+    """End the stream with what reading its body raised (a driver's ``except`` calls it).
+
+    Raises:
+        Exception: ``exc`` again when the reader had finished already: the subscriber's own
+            ``on_completed`` / ``on_error`` raised it, and it goes on its way.
+    """
+    if isinstance(exc, httpx.DecodingError):
+        reader.undecodable(exc)
+    elif isinstance(exc, httpx.TransportError):
+        reader.transport_failed(exc)
+    elif reader.finished:
+        raise exc
+    else:
+        reader.fail(exc)  # a failing user iterable or transport stream: its error, unchanged

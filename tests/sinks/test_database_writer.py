@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import reactivex
 from reactivex import operators as rx_ops
+from reactivex.subject import Subject
 from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -905,3 +906,155 @@ async def test_sessions_killed_under_many_replies_lose_no_row(
         assert any("retrying" in r.getMessage() for r in caplog.records)
     finally:
         await engine.dispose()
+
+
+# --- checkpoints as callbacks: one timer per reply, rows built as they are taken -------------
+
+
+def events_of(reply: testing.Reply) -> list[arx.MessageStreamEvent]:
+    """The reply's events, parsed at once (a synchronous source emits before subscribe
+    returns)."""
+    events: list[arx.MessageStreamEvent] = []
+    arx.from_sse_bytes(reply.to_sse()).subscribe(events.append)
+    return events
+
+
+def sqlalchemy_s(task: asyncio.Task[Any]) -> bool:
+    """Whether ``task`` is one SQLAlchemy made (it closes a connection in a task of its own)."""
+    code = getattr(task.get_coro(), "cr_code", None)
+    return code is not None and "sqlalchemy" in code.co_filename
+
+
+async def test_saves_run_no_task_but_the_flusher_and_arm_one_timer_at_a_time(
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = sqlite_db.writer(checkpoint_every=0.02)
+    await writer.create_all()
+    loop = asyncio.get_running_loop()
+    count = 20
+    events = events_of(words(30))
+    subjects = [Subject[arx.MessageStreamEvent]() for _ in range(count)]
+
+    # Every task made on the loop while the replies stream, and every timer a save arms.
+    created: list[asyncio.Task[Any]] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **options: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, **options)
+        created.append(task)
+        return task
+
+    armed: dict[int, set[asyncio.TimerHandle]] = {}
+    timers = 0
+    most_armed = 0
+    call_at = loop.call_at
+
+    def counting_call_at(when: float, callback: Any, *args: Any, **options: Any) -> Any:
+        nonlocal timers, most_armed
+        owner = getattr(callback, "__self__", None)
+        if not isinstance(owner, _database._Saving):
+            return call_at(when, callback, *args, **options)
+        live = armed.setdefault(id(owner), set())
+
+        def fire() -> None:
+            live.discard(handle)
+            callback(*args)
+
+        handle = call_at(when, fire, **options)
+        live.add(handle)
+        timers += 1
+        most_armed = max(most_armed, sum(not timer.cancelled() for timer in live))
+        return handle
+
+    monkeypatch.setattr(loop, "call_at", counting_call_at)
+    before = asyncio.all_tasks()
+    previous_factory = loop.get_task_factory()
+    loop.set_task_factory(factory)
+    try:
+        with Statements(writer.engine, writer.table.name) as statements:
+            saves = [
+                asyncio.create_task(writer.save(subject, message_id=f"m{n}"))
+                for n, subject in enumerate(subjects)
+            ]
+            await asyncio.sleep(0)  # each save subscribes
+            flushers_alive = 0
+            for event in events:
+                for subject in subjects:
+                    subject.on_next(event)
+                await asyncio.sleep(0.004)  # the pace of the deltas, not a wait for anything
+                others = asyncio.all_tasks() - before - set(saves)
+                alive = [task for task in others if not sqlalchemy_s(task)]
+                assert all(task.get_name().endswith(" flusher") for task in alive), alive
+                flushers_alive = max(flushers_alive, len(alive))
+            for subject in subjects:
+                subject.on_completed()
+            async with asyncio.timeout(WAIT):
+                messages = await asyncio.gather(*saves)
+    finally:
+        loop.set_task_factory(previous_factory)
+    assert all(message is not None for message in messages)
+    # Besides the saves: the flusher, and SQLAlchemy's own (it closes a connection in a task),
+    # one per statement at most; nothing per save or per checkpoint.
+    made = [task for task in created if task not in saves]
+    flushers = [task for task in made if task.get_name().endswith(" flusher")]
+    engines = [task for task in made if sqlalchemy_s(task)]
+    assert flushers and len(flushers) + len(engines) == len(made), made
+    assert len(engines) <= len(statements.rows)
+    assert flushers_alive <= 1
+    # Interval checkpoints were armed (about 0.13 s of deltas, one every 0.02 s or so), never
+    # two timers of one save at once.
+    assert timers >= count
+    assert most_armed == 1
+    for n in range(count):
+        row = await writer.get(f"m{n}")
+        assert row is not None and row.status == "finished" and row.text.endswith("w29 ")
+
+
+async def test_a_queued_checkpoint_stores_what_arrived_until_the_flusher_took_it(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gather = 0.5  # the flusher's wait before its second statement: the checkpoint waits
+    monkeypatch.setattr(_database, "_GATHER", gather)
+    monkeypatch.setattr(_database, "_jitter", lambda: 0.0)
+    writer = database.writer(checkpoint_every=0.05)
+    await writer.create_all()
+    start, block_start, early, late, *rest = events_of(testing.text_reply("early ", "late "))
+    checkpoint_queued = asyncio.Event()
+    queue_checkpoint = writer._queue_checkpoint
+
+    def spied(saving: Any) -> None:
+        queue_checkpoint(saving)
+        checkpoint_queued.set()
+
+    monkeypatch.setattr(writer, "_queue_checkpoint", spied)
+    subject = Subject[arx.MessageStreamEvent]()
+    with Statements(writer.engine, writer.table.name) as statements:
+        job = asyncio.create_task(writer.save(subject, message_id="m1"))
+        await asyncio.sleep(0)  # the save subscribes
+        subject.on_next(start)  # message_start: a checkpoint at once, a quiet writer's first row
+
+        async def started() -> bool:
+            return await writer.get("m1") is not None
+
+        await until(started)
+        checkpoint_queued.clear()
+        subject.on_next(block_start)
+        subject.on_next(early)  # the first unsaved change: the interval checkpoint's timer
+        async with asyncio.timeout(WAIT):
+            await checkpoint_queued.wait()
+        assert statements.rows == [1]  # queued, not written: the flusher gathers
+        subject.on_next(late)  # after the checkpoint was queued
+
+        async def checkpointed() -> bool:
+            row = await writer.get("m1")
+            return row is not None and bool(row.text)
+
+        await until(checkpointed)
+        row = await writer.get("m1")
+        assert row is not None and (row.status, row.text) == ("streaming", "early late ")
+        assert statements.rows == [1, 1]
+        for event in rest:
+            subject.on_next(event)
+        subject.on_completed()
+        assert await asyncio.wait_for(job, WAIT) is not None
+    row = await writer.get("m1")
+    assert row is not None and (row.status, row.text) == ("finished", "early late ")

